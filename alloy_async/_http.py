@@ -1,0 +1,161 @@
+"""Request and Response value objects, URL building and header checks. No I/O here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import attrs
+
+from .errors import InvalidRequestError
+
+__all__ = ["Request", "Response", "build_url", "check_header", "encode_path_param"]
+
+#: Methods that never change state at the API: safe to send again after any failure.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+@attrs.frozen(slots=True)
+class Request:
+    """One HTTP request, as a transport sends it.
+
+    Attributes:
+        method: upper-case HTTP method.
+        url: the absolute URL, query string included.
+        headers: header names (lower-case) to values; treat as read-only.
+        body: the encoded body, or None.
+        timeout: seconds the transport may spend on this one attempt, or None.
+        path: the URL path, for messages and logs (never holds the query string).
+    """
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    body: bytes | None = None
+    timeout: float | None = None
+    path: str = ""
+
+    def __repr__(self) -> str:
+        # Never print headers: they hold the API key.
+        return f"<Request {self.method} {self.path or self.url}>"
+
+
+@attrs.frozen(slots=True)
+class Response:
+    """One HTTP response, as a transport returns it.
+
+    Attributes:
+        status: the HTTP status code.
+        headers: header names (lower-case) to values.
+        body: the raw body bytes.
+    """
+
+    status: int
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    body: bytes = b""
+
+    @property
+    def request_id(self) -> str | None:
+        """The request id the server gave this answer, if any."""
+        h = self.headers
+        return h.get("x-request-id") or h.get("request-id") or h.get("x-amzn-requestid")
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} ({len(self.body)} bytes)>"
+
+
+def encode_path_param(name: str, value: object) -> str:
+    """Percent-encode one path parameter so it can never leave its segment.
+
+    Raises:
+        InvalidRequestError: the value is empty, not a string, or is ``.``/``..``.
+    """
+    if not isinstance(value, str):
+        raise InvalidRequestError(
+            f"{name} must be a string, got {type(value).__name__}", field=name
+        )
+    if not value or not value.strip():
+        raise InvalidRequestError(f"{name} must be a non-empty string", field=name)
+    if value in (".", ".."):
+        raise InvalidRequestError(f"{name} may not be {value!r}", field=name)
+    if "\x00" in value:
+        raise InvalidRequestError(f"{name} may not contain NUL", field=name)
+    return quote(value, safe="")
+
+
+def check_header(name: str, value: object) -> str:
+    """Return the header value as a string, refusing CR, LF and NUL (header injection)."""
+    if not isinstance(value, str):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        else:
+            raise InvalidRequestError(
+                f"header {name!r} must be a string, got {type(value).__name__}", field=name
+            )
+    if "\r" in value or "\n" in value or "\x00" in value:
+        raise InvalidRequestError(f"header {name!r} may not contain CR, LF or NUL", field=name)
+    if not name or any(c in name for c in '\r\n\x00:() <>@,;\\"/[]?={}\t'):
+        raise InvalidRequestError(f"invalid header name {name!r}", field=name)
+    return value
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def build_url(
+    base_url: str, template: str, path_params: Mapping[str, object], query: Mapping[str, Any] | None
+) -> tuple[str, str]:
+    """Fill ``template`` (e.g. ``/users/{userId}``) and return ``(url, path)``.
+
+    Every path parameter is percent-encoded (``/`` included); query values that are None are
+    dropped, lists repeat the key.
+    """
+    path = template.format_map({k: encode_path_param(k, v) for k, v in path_params.items()})
+    url = base_url + path
+    if query:
+        pairs: list[tuple[str, str]] = []
+        for key, value in query.items():
+            if value is None:
+                continue
+            if isinstance(value, (list, tuple)):
+                pairs.extend((key, _query_value(v)) for v in value)
+            else:
+                pairs.append((key, _query_value(value)))
+        if pairs:
+            url += "?" + urlencode(pairs)
+    return url, path
+
+
+def normalize_base_url(base_url: str) -> str:
+    """Strip a trailing slash and check the scheme; http is allowed only for loopback hosts."""
+    from .errors import ConfigurationError
+
+    url = base_url.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"base_url must be an absolute http(s) URL, got {base_url!r} (see ALLOY_BASE_URL)"
+        )
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigurationError("base_url may not hold a query, a fragment or credentials")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ConfigurationError(
+            f"plain http is refused for non-loopback host {parts.hostname!r}: use https"
+        )
+    return url
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1."""
+    import ipaddress
+
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,251 @@
+"""AlloyClient: configuration, lifecycle, and the services as attributes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+from ._core import Requester, _Shared, configure_logging_from_env
+from ._http import check_header, normalize_base_url
+from .errors import ConfigurationError, InvalidRequestError
+from .retry import RetryPolicy
+from .transports.base import Transport
+
+__all__ = ["DEFAULT_BASE_URL", "AlloyClient"]
+
+DEFAULT_BASE_URL = "https://production.runalloy.com"
+DEFAULT_API_VERSION = "2025-09"
+_UNSET: Any = object()
+
+
+class AlloyClient:
+    """The async client for the Alloy Connectivity API.
+
+    Args:
+        api_key: the API key; falls back to the ``ALLOY_API_KEY`` environment variable.
+        base_url: falls back to ``ALLOY_BASE_URL``, then ``https://production.runalloy.com``.
+            Plain ``http://`` is refused unless the host is loopback.
+        api_version: the ``x-api-version`` header.
+        user_id: the default ``x-alloy-userid`` (the end user calls run for).
+        timeout: seconds for one attempt (connect, send and read), or None.
+        max_retries: retries after the first attempt; see :class:`RetryPolicy`.
+        retry: a full :class:`RetryPolicy` (its ``max_retries`` wins over ``max_retries``).
+        transport: a :class:`~alloy_async.transports.Transport`; by default an
+            :class:`~alloy_async.transports.AiohttpTransport` the client owns and closes.
+        max_connections: the pool size of the default transport.
+        default_headers: headers added to every request.
+
+    Use it as ``async with AlloyClient() as alloy:``, or keep one for the life of an app and
+    ``await alloy.aclose()`` at shutdown. Connections open lazily in the running loop; the
+    client is bound to the first loop that uses it.
+
+    Raises:
+        ConfigurationError: no API key, or a bad base URL.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        api_version: str = DEFAULT_API_VERSION,
+        user_id: str | None = None,
+        timeout: float | None = 30.0,
+        max_retries: int = 3,
+        retry: RetryPolicy | None = None,
+        transport: Transport | None = None,
+        max_connections: int = 100,
+        default_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        configure_logging_from_env()
+        key = api_key if api_key is not None else os.environ.get("ALLOY_API_KEY")
+        if not key or not key.strip():
+            raise ConfigurationError(
+                "no API key: pass api_key=... or set the ALLOY_API_KEY environment variable"
+            )
+        if "\r" in key or "\n" in key or "\x00" in key:
+            raise ConfigurationError("the API key may not contain CR, LF or NUL")
+        url = normalize_base_url(base_url or os.environ.get("ALLOY_BASE_URL") or DEFAULT_BASE_URL)
+        if not api_version or not api_version.strip():
+            raise ConfigurationError("api_version must be a non-empty string")
+        check_header("x-api-version", api_version)
+        if timeout is not None and timeout <= 0:
+            raise ConfigurationError("timeout must be > 0 or None")
+        if user_id is not None and (not isinstance(user_id, str) or not user_id.strip()):
+            raise ConfigurationError("user_id must be a non-empty string or None")
+        policy = retry if retry is not None else RetryPolicy(max_retries=max_retries)
+        owns = transport is None
+        if transport is None:
+            from .transports.aiohttp import AiohttpTransport
+
+            transport = AiohttpTransport(max_connections=max_connections)
+        try:
+            requester = Requester(
+                _Shared(transport=transport, owns_transport=owns),
+                base_url=url,
+                api_key=key.strip(),
+                api_version=api_version,
+                user_id=user_id,
+                timeout=timeout,
+                retry=policy,
+                default_headers=dict(default_headers or {}),
+            )
+        except InvalidRequestError as exc:
+            raise ConfigurationError(f"bad default_headers: {exc}") from None
+        self._init(requester, is_view=False)
+
+    def _init(self, requester: Requester, *, is_view: bool) -> None:
+        self._requester = requester
+        self._is_view = is_view
+        self._attach_services()
+
+    def _attach_services(self) -> None:
+        """Create the service attributes; they hold this client's requester."""
+
+    @classmethod
+    def _view(cls, requester: Requester) -> AlloyClient:
+        view = cls.__new__(cls)
+        view._init(requester, is_view=True)
+        return view
+
+    # -- views ---------------------------------------------------------------------------
+
+    def for_user(self, user_id: str) -> AlloyClient:
+        """A view of this client that sends ``x-alloy-userid: user_id`` (same connections)."""
+        if not isinstance(user_id, str) or not user_id.strip():
+            raise InvalidRequestError("user_id must be a non-empty string", field="user_id")
+        check_header("x-alloy-userid", user_id)
+        return self._view(self._requester.evolve(user_id=user_id))
+
+    def with_options(
+        self,
+        *,
+        timeout: float | None = _UNSET,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+        deadline: float | None = _UNSET,
+        user_id: str | None = _UNSET,
+        default_headers: Mapping[str, str] | None = None,
+    ) -> AlloyClient:
+        """A view of this client with other settings (same connections).
+
+        Args:
+            timeout: seconds per attempt.
+            max_retries: retries after the first attempt.
+            retry: a whole new :class:`RetryPolicy`.
+            deadline: seconds for a whole call, attempts and waits together.
+            user_id: the default ``x-alloy-userid`` (None removes it).
+            default_headers: headers merged over the current defaults.
+        """
+        r = self._requester
+        policy = retry if retry is not None else r.retry
+        changes: dict[str, Any] = {}
+        if max_retries is not None:
+            changes["max_retries"] = max_retries
+        if deadline is not _UNSET:
+            changes["deadline"] = deadline
+        if changes:
+            import attrs
+
+            policy = attrs.evolve(policy, **changes)
+        updates: dict[str, Any] = {"retry": policy}
+        if timeout is not _UNSET:
+            if timeout is not None and timeout <= 0:
+                raise ConfigurationError("timeout must be > 0 or None")
+            updates["timeout"] = timeout
+        if user_id is not _UNSET:
+            if user_id is not None:
+                check_header("x-alloy-userid", user_id)
+            updates["user_id"] = user_id
+        if default_headers:
+            updates["default_headers"] = {**r.default_headers, **default_headers}
+        return self._view(r.evolve(**updates))
+
+    # -- low level -----------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        path_params: Mapping[str, str] | None = None,
+        query: Mapping[str, Any] | None = None,
+        json: Any = None,
+        user_id: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+    ) -> Any:
+        """Call any endpoint and return its decoded JSON: the escape hatch.
+
+        ``path`` is a template such as ``/users/{userId}``; its parameters come from
+        ``path_params`` and are percent-encoded. Retries, errors and headers work as for the
+        typed services.
+        """
+        return await self._requester.request_json(
+            method.upper(),
+            path,
+            path_params=path_params,
+            query=query,
+            json=json,
+            user_id=user_id,
+            extra_headers=extra_headers,
+            idempotent=idempotent,
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The API's base URL."""
+        return self._requester.base_url
+
+    @property
+    def user_id(self) -> str | None:
+        """The default ``x-alloy-userid`` of this client or view."""
+        return self._requester.user_id
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy of this client or view."""
+        return self._requester.retry
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds per attempt."""
+        return self._requester.timeout
+
+    @property
+    def transport(self) -> Transport:
+        """The transport this client (and all its views) sends through."""
+        return self._requester.transport
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` has been called (on the client that owns the connections)."""
+        return self._requester.closed
+
+    async def aclose(self) -> None:
+        """Close the connections. Idempotent. On a view (``for_user``/``with_options``) this
+        does nothing: the client that made the view owns the connections."""
+        if not self._is_view:
+            await self._requester.aclose()
+
+    async def __aenter__(self) -> AlloyClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        r = self._requester
+        kind = "view " if self._is_view else ""
+        state = "closed" if r.closed else "open"
+        user = f" user_id={r.user_id!r}" if r.user_id else ""
+        return f"<AlloyClient {kind}{state} base_url={r.base_url!r} api_key=***{user}>"

@@ -1,0 +1,271 @@
+"""Every exception alloy-async raises.
+
+::
+
+    AlloyError
+    ├── ConfigurationError        missing key, bad base URL
+    ├── InvalidRequestError       caught before sending: empty id, CR/LF in a header, bad parameters
+    ├── APIConnectionError        no answer
+    │   ├── APITimeoutError
+    │   └── OutcomeUnknownError   the request may have been processed (sent, then no answer)
+    ├── ResponseTooLargeError     the answer was bigger than the configured cap
+    ├── InvalidResponseError      a 2xx answer that is not the JSON we expected
+    └── APIStatusError            .status .code .message .source .request_id .body
+        ├── BadRequestError 400, AuthenticationError 401, PermissionDeniedError 403,
+        ├── NotFoundError 404, ConflictError 409, UnprocessableEntityError 422,
+        ├── RateLimitError 429 (.retry_after)
+        └── ServerError 5xx
+
+Messages never contain the API key or any other credential: they are built only from the
+status, the error code and message the server sent, the method and the path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AlloyError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ConflictError",
+    "InvalidRequestError",
+    "InvalidResponseError",
+    "NotFoundError",
+    "OutcomeUnknownError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseTooLargeError",
+    "ServerError",
+    "UnprocessableEntityError",
+    "status_error_class",
+]
+
+
+class AlloyError(Exception):
+    """Base class of every error alloy-async raises."""
+
+
+class ConfigurationError(AlloyError):
+    """The client is misconfigured: a missing API key, a bad base URL, a closed client."""
+
+
+class InvalidRequestError(AlloyError, ValueError):
+    """The request was refused before sending: an empty id, CR/LF in a header, a bad argument.
+
+    Attributes:
+        field: the name of the offending argument or header, when there is one.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class APIConnectionError(AlloyError):
+    """No answer came from the API.
+
+    Unless it is an :class:`OutcomeUnknownError`, the request never reached the server (the
+    connection could not be made, or the request was not written), so sending it again is safe.
+
+    Attributes:
+        method: the HTTP method of the request.
+        path: the URL path of the request (never the query string).
+    """
+
+    def __init__(self, message: str, *, method: str | None = None, path: str | None = None) -> None:
+        super().__init__(message)
+        self.method = method
+        self.path = path
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        if self.method and self.path:
+            return f"{base} ({self.method} {self.path})"
+        return base
+
+
+class APITimeoutError(APIConnectionError):
+    """The request timed out, or the call's deadline ran out.
+
+    Attributes:
+        sent: True when the request may have been written before the timeout; for a POST
+            execute that means the action may have run (see :class:`OutcomeUnknownError`).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        sent: bool = False,
+    ) -> None:
+        super().__init__(message, method=method, path=path)
+        self.sent = sent
+
+
+class OutcomeUnknownError(APIConnectionError):
+    """The request was sent but no answer came: the server may have acted on it.
+
+    A non-idempotent call (``actions.execute``) that ends this way is never re-sent by the SDK:
+    the caller must check whether the side effect happened before trying again.
+    """
+
+
+class ResponseTooLargeError(AlloyError):
+    """The response body was larger than the client's ``max_response_bytes``."""
+
+
+class InvalidResponseError(AlloyError):
+    """A 2xx answer could not be decoded (not JSON, or not the shape of the documented model).
+
+    Attributes:
+        status: the HTTP status of the answer.
+        request_id: the request id of the answer, if any.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, request_id: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.request_id = request_id
+
+
+class APIStatusError(AlloyError):
+    """The API answered with a non-2xx status.
+
+    Attributes:
+        status: the HTTP status code.
+        code: the machine-readable error code from the body (e.g. ``INVALID_INPUT``), if any.
+        message: the human-readable message from the body (or the HTTP reason).
+        source: who failed, when the API says so (``CONNECTIVITY_API`` or ``THIRD_PARTY``).
+        details: the ``details`` object of the error body, if any.
+        request_id: the ``x-request-id`` / ``request-id`` header of the answer, if any.
+        body: the decoded JSON body, or the text when it was not JSON.
+        method: the HTTP method of the request.
+        path: the URL path of the request.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: str | None = None,
+        source: str | None = None,
+        details: Any = None,
+        request_id: str | None = None,
+        body: Any = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.source = source
+        self.details = details
+        self.request_id = request_id
+        self.body = body
+        self.method = method
+        self.path = path
+
+    def __str__(self) -> str:
+        parts = [f"{self.status}"]
+        if self.code:
+            parts.append(self.code)
+        text = " ".join(parts) + f": {self.message}"
+        if self.source:
+            text += f" [source={self.source}]"
+        if self.method and self.path:
+            text += f" ({self.method} {self.path})"
+        if self.request_id:
+            text += f" request_id={self.request_id}"
+        return text
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status={self.status!r}, code={self.code!r}, "
+            f"message={self.message!r}, request_id={self.request_id!r})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructor arguments need help to survive pickling (multiprocessing).
+        return (_rebuild_status_error, (type(self), self.message, self.__dict__))
+
+
+def _rebuild_status_error(cls: type[APIStatusError], message: str, state: dict[str, Any]) -> Any:
+    err = cls.__new__(cls)
+    AlloyError.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
+
+class BadRequestError(APIStatusError):
+    """400: the API rejected the request's content."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key (or the user's credential at the third party) was refused."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the key is valid but may not do this."""
+
+
+class NotFoundError(APIStatusError):
+    """404: no such user, connector, action, credential or file."""
+
+
+class ConflictError(APIStatusError):
+    """409: the request conflicts with the current state (e.g. a username already taken)."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: the request was well-formed but its values were refused."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests.
+
+    Attributes:
+        retry_after: seconds the server asked us to wait, when it said (``Retry-After``).
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.retry_after is not None:
+            text += f" retry_after={self.retry_after:g}s"
+        return text
+
+
+class ServerError(APIStatusError):
+    """5xx: the API (or the third party behind it) failed."""
+
+
+_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def status_error_class(status: int) -> type[APIStatusError]:
+    """Return the :class:`APIStatusError` subclass for an HTTP status."""
+    if status >= 500:
+        return ServerError
+    return _STATUS_CLASSES.get(status, APIStatusError)

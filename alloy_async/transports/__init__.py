@@ -1,0 +1,25 @@
+"""Transports: how requests reach the API.
+
+``AiohttpTransport`` (the default) is imported lazily so that tests on ``FakeTransport`` never
+import aiohttp's client machinery.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .base import Transport
+from .fake import FakeTransport
+
+if TYPE_CHECKING:
+    from .aiohttp import AiohttpTransport
+
+__all__ = ["AiohttpTransport", "FakeTransport", "Transport"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AiohttpTransport":
+        from .aiohttp import AiohttpTransport
+
+        return AiohttpTransport
+    raise AttributeError(name)
