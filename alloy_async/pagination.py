@@ -1,0 +1,411 @@
+"""AsyncPaginator: lists that span many responses, read one page at a time.
+
+A paginator knows nothing of HTTP. It is built from a ``fetch`` coroutine function (given the
+next page's request state, it returns the decoded body) and a ``parse`` function (body -> items),
+under one of three strategies:
+
+* :meth:`AsyncPaginator.single`: one response is the whole list (Alloy's own list endpoints
+  document no paging).
+* :meth:`AsyncPaginator.offset`: ``limit`` / ``offset``, following ``pagination.hasMore`` and
+  ``pagination.nextOffset`` (the Alloy pagination guide for third-party data through execute).
+* :meth:`AsyncPaginator.cursor`: a callable picks the next cursor out of each body.
+
+Retries (429 included) happen inside ``fetch``, in the request pipeline, so a throttled page is
+fetched again on its own and iteration never restarts from page one.
+
+Example::
+
+    paginator = AsyncPaginator.offset(fetch, parse, limit=50)
+    async for record in paginator:  # every item, page after page
+        ...
+    first = await paginator  # only the first page
+    some = await paginator.to_list(limit=120)  # stops fetching at 120 items
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable, Iterator
+from contextlib import aclosing
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+from .errors import InvalidRequestError, InvalidResponseError
+
+__all__ = ["AsyncPaginator", "Page"]
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+_logger = logging.getLogger("alloy_async")
+
+#: Turns one decoded response body into the items of that page.
+Parse = Callable[[Any], Iterable[T]]
+#: ``fetch(offset, limit)`` for the offset strategy.
+OffsetFetch = Callable[[int, int], Awaitable[Any]]
+#: ``fetch(cursor)`` for the cursor strategy; the first page is fetched with ``None``.
+CursorFetch = Callable[[str | None], Awaitable[Any]]
+#: ``fetch()`` for the single-response strategy.
+SingleFetch = Callable[[], Awaitable[Any]]
+
+
+@attrs.frozen(slots=True)
+class Page(Generic[T]):
+    """One fetched page.
+
+    Attributes:
+        items: the items parsed from this page.
+        has_more: whether another page follows.
+        number: 1-based position of this page in its iteration.
+        offset: the offset this page was requested at (offset strategy), else None.
+        next_offset: the offset of the next page, or None when there is none.
+        cursor: the cursor this page was requested with (cursor strategy), else None.
+        next_cursor: the cursor of the next page, or None when there is none.
+        raw: the decoded response body, for fields the SDK does not model.
+    """
+
+    items: tuple[T, ...]
+    has_more: bool
+    number: int = 1
+    offset: int | None = None
+    next_offset: int | None = None
+    cursor: str | None = None
+    next_cursor: str | None = None
+    raw: Any = attrs.field(default=None, repr=False, eq=False)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.items)
+
+
+def _check_positive(name: str, value: int | None, *, allow_none: bool, minimum: int) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidRequestError(
+            f"{name} must be an integer >= {minimum}"
+            + (" or None" if allow_none else "")
+            + f", got {value!r}",
+            field=name,
+        )
+
+
+def _as_offset(value: Any) -> int | None:
+    """An offset from the body: an int or a string of digits; anything else is None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _offset_info(body: Any) -> tuple[bool | None, Any]:
+    """``(hasMore, nextOffset)`` from ``body["pagination"]``; None where absent."""
+    if not isinstance(body, dict):
+        return None, None
+    info = body.get("pagination")
+    if not isinstance(info, dict):
+        return None, None
+    has_more = info.get("hasMore", info.get("has_more"))
+    next_offset = info.get("nextOffset", info.get("next_offset"))
+    return (has_more if isinstance(has_more, bool) else None), next_offset
+
+
+class AsyncPaginator(Generic[T]):
+    """An async-iterable, re-iterable list spread over pages.
+
+    * ``async for item in paginator`` yields every item, fetching pages as needed.
+    * ``async for page in paginator.pages()`` yields :class:`Page` objects.
+    * ``await paginator.to_list(limit=None)`` collects items (stopping early at ``limit``).
+    * ``await paginator`` / ``await paginator.first_page()`` fetches the first page only.
+
+    Every iteration starts again from page one: the paginator is a recipe, never its own
+    iterator, so it can be shared and looped over twice. An iteration holds at most one page
+    in memory. Build one with :meth:`single`, :meth:`offset` or :meth:`cursor`.
+    """
+
+    __slots__ = (
+        "_detail",
+        "_kind",
+        "_max_pages",
+        "_pages_fetched",
+        "_parse",
+        "_source",
+        "_truncated",
+    )
+
+    def __init__(
+        self,
+        kind: str,
+        source: Callable[[AsyncPaginator[T]], AsyncGenerator[Page[T], None]],
+        parse: Parse[T],
+        *,
+        max_pages: int | None = None,
+        detail: str = "",
+    ) -> None:
+        _check_positive("max_pages", max_pages, allow_none=True, minimum=1)
+        self._kind = kind
+        self._detail = detail
+        self._source = source
+        self._parse = parse
+        self._max_pages = max_pages
+        self._pages_fetched = 0
+        self._truncated = False
+
+    # -- constructors --------------------------------------------------------------------
+
+    @staticmethod
+    def single(fetch: SingleFetch, parse: Parse[U]) -> AsyncPaginator[U]:
+        """A list that one response holds entirely.
+
+        Args:
+            fetch: ``await fetch()`` returns the decoded body.
+            parse: turns the body into the items.
+        """
+
+        async def source(p: AsyncPaginator[U]) -> AsyncGenerator[Page[U], None]:
+            body = await fetch()
+            p._pages_fetched += 1
+            yield Page(items=tuple(p._parse(body)), has_more=False, raw=body)
+
+        return AsyncPaginator("single", source, parse)
+
+    @staticmethod
+    def offset(
+        fetch: OffsetFetch,
+        parse: Parse[U],
+        *,
+        limit: int = 50,
+        start: int = 0,
+        max_pages: int | None = None,
+    ) -> AsyncPaginator[U]:
+        """Offset paging: ``limit`` items per page, starting at ``start``.
+
+        After each page: stop when ``pagination.hasMore`` is false or the page is empty;
+        otherwise continue at ``pagination.nextOffset`` (or ``offset + len(items)`` when the
+        body gives none). A body without ``pagination.hasMore`` is taken to have more only
+        while its pages are full (``len(items) >= limit``), so no data is silently dropped.
+
+        Args:
+            fetch: ``await fetch(offset, limit)`` returns the decoded body of one page.
+            parse: turns a body into that page's items (for Alloy, its ``data`` list).
+            limit: items per page (Alloy's execute paging allows at most 50).
+            start: the offset of the first page.
+            max_pages: stop after this many pages (a safety net); None for no cap.
+
+        Raises:
+            InvalidRequestError: ``limit`` < 1, ``start`` < 0 or ``max_pages`` < 1.
+
+        Iterating raises :class:`~alloy_async.errors.InvalidResponseError` when the server
+        announces more data but its ``nextOffset`` does not move forward (it would loop
+        forever).
+        """
+        _check_positive("limit", limit, allow_none=False, minimum=1)
+        _check_positive("start", start, allow_none=False, minimum=0)
+
+        async def source(p: AsyncPaginator[U]) -> AsyncGenerator[Page[U], None]:
+            offset = start
+            number = 0
+            while True:
+                body = await fetch(offset, limit)
+                p._pages_fetched += 1
+                number += 1
+                items = tuple(p._parse(body))
+                has_more_flag, raw_next = _offset_info(body)
+                has_more = (len(items) >= limit) if has_more_flag is None else has_more_flag
+                # An empty page ends the list even if hasMore says otherwise: there is no
+                # progress to be made from it, and trusting the flag could loop forever.
+                if not items:
+                    has_more = False
+                next_offset: int | None = None
+                if has_more:
+                    next_offset = _as_offset(raw_next)
+                    if raw_next is not None and next_offset is None:
+                        raise InvalidResponseError(
+                            f"pagination.nextOffset must be an integer, got {raw_next!r} "
+                            f"(page {number}, offset {offset})"
+                        )
+                    if next_offset is None:
+                        next_offset = offset + len(items)
+                    elif next_offset <= offset:
+                        raise InvalidResponseError(
+                            f"the server says more pages follow but pagination.nextOffset "
+                            f"({next_offset}) does not move past the current offset ({offset}) "
+                            f"on page {number}; stopping instead of fetching the same page "
+                            f"forever"
+                        )
+                page = Page(
+                    items=items,
+                    has_more=has_more,
+                    number=number,
+                    offset=offset,
+                    next_offset=next_offset,
+                    raw=body,
+                )
+                # Drop our references before yielding so that only the consumer holds this
+                # page while the next one is fetched.
+                del body, items, raw_next
+                yield page
+                del page
+                if next_offset is None:
+                    return
+                if p._stop_at_cap(number):
+                    return
+                offset = next_offset
+
+        return AsyncPaginator(
+            "offset", source, parse, max_pages=max_pages, detail=f" limit={limit} start={start}"
+        )
+
+    @staticmethod
+    def cursor(
+        fetch: CursorFetch,
+        parse: Parse[U],
+        *,
+        next_cursor: Callable[[Any], str | None],
+        max_pages: int | None = None,
+    ) -> AsyncPaginator[U]:
+        """Cursor paging: each body names the cursor of the page after it.
+
+        The first page is fetched with ``fetch(None)``. Iteration ends when ``next_cursor``
+        returns None or an empty string. An empty page with a new cursor does not end the list
+        (some APIs filter after paging); ``max_pages`` bounds such servers.
+
+        Args:
+            fetch: ``await fetch(cursor)`` returns the decoded body of one page.
+            parse: turns a body into that page's items.
+            next_cursor: picks the next cursor out of a body.
+            max_pages: stop after this many pages (a safety net); None for no cap.
+
+        Iterating raises :class:`~alloy_async.errors.InvalidResponseError` when a body hands
+        back the cursor it was fetched with (it would loop forever).
+        """
+
+        async def source(p: AsyncPaginator[U]) -> AsyncGenerator[Page[U], None]:
+            cursor: str | None = None
+            number = 0
+            while True:
+                body = await fetch(cursor)
+                p._pages_fetched += 1
+                number += 1
+                items = tuple(p._parse(body))
+                following = next_cursor(body) or None
+                if following is not None and following == cursor:
+                    raise InvalidResponseError(
+                        f"the server returned the cursor it was given ({cursor!r}) on page "
+                        f"{number}; stopping instead of fetching the same page forever"
+                    )
+                page = Page(
+                    items=items,
+                    has_more=following is not None,
+                    number=number,
+                    cursor=cursor,
+                    next_cursor=following,
+                    raw=body,
+                )
+                del body, items
+                yield page
+                del page
+                if following is None or p._stop_at_cap(number):
+                    return
+                cursor = following
+
+        return AsyncPaginator("cursor", source, parse, max_pages=max_pages)
+
+    # -- iteration -----------------------------------------------------------------------
+
+    def _stop_at_cap(self, number: int) -> bool:
+        """True once ``max_pages`` pages were read while the server still has more."""
+        if self._max_pages is None or number < self._max_pages:
+            return False
+        self._truncated = True
+        _logger.warning(
+            "%r stopped at max_pages=%d although the server has more pages",
+            self,
+            self._max_pages,
+        )
+        return True
+
+    def _open(self) -> AsyncGenerator[Page[T], None]:
+        """A fresh page source, starting from page one."""
+        self._truncated = False
+        return self._source(self)
+
+    def pages(self) -> AsyncGenerator[Page[T], None]:
+        """Iterate page by page, from page one, fetching each when it is asked for."""
+        return self._open()
+
+    async def _item_stream(self) -> AsyncGenerator[T, None]:
+        async with aclosing(self._open()) as pages:
+            async for page in pages:
+                items = page.items
+                # Release the page (and its raw body) before the next fetch: only one page
+                # may be alive per iteration.
+                del page
+                for item in items:
+                    yield item
+                del items
+
+    def __aiter__(self) -> AsyncGenerator[T, None]:
+        """A fresh iteration over every item, from page one."""
+        return self._item_stream()
+
+    async def to_list(self, limit: int | None = None) -> list[T]:
+        """Collect the items into a list.
+
+        Args:
+            limit: the most items to collect; no further page is fetched once it is reached.
+                None collects everything.
+
+        Raises:
+            InvalidRequestError: ``limit`` is negative.
+        """
+        _check_positive("limit", limit, allow_none=True, minimum=0)
+        out: list[T] = []
+        if limit == 0:
+            return out
+        async with aclosing(self._item_stream()) as items:
+            async for item in items:
+                out.append(item)
+                if limit is not None and len(out) >= limit:
+                    break
+        return out
+
+    async def first_page(self) -> Page[T]:
+        """Fetch only the first page."""
+        async with aclosing(self._open()) as pages:
+            async for page in pages:
+                return page
+        raise AssertionError("a paginator source always yields a first page")  # pragma: no cover
+
+    def __await__(self) -> Generator[Any, None, Page[T]]:
+        """``await paginator`` is :meth:`first_page`."""
+        return self.first_page().__await__()
+
+    # -- introspection -------------------------------------------------------------------
+
+    @property
+    def strategy(self) -> str:
+        """``"single"``, ``"offset"`` or ``"cursor"``."""
+        return self._kind
+
+    @property
+    def pages_fetched(self) -> int:
+        """Pages fetched so far, over every iteration of this paginator."""
+        return self._pages_fetched
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the latest iteration stopped at ``max_pages`` with more pages left."""
+        return self._truncated
+
+    def __repr__(self) -> str:
+        cap = f" max_pages={self._max_pages}" if self._max_pages is not None else ""
+        return (
+            f"<AsyncPaginator {self._kind}{self._detail} pages_fetched={self._pages_fetched}{cap}>"
+        )

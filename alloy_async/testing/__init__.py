@@ -1,0 +1,31 @@
+"""Test kit: FakeAlloy (the in-memory Alloy simulator), fault injection and a virtual clock.
+
+Use it to test your own code without network or API key::
+
+    fake = FakeAlloy()
+    async with fake.client() as alloy:
+        user = await alloy.users.create(username="jane@example.com")
+"""
+
+from .clock import VirtualTimeLoop, run_virtual
+from .fake import (
+    DEFAULT_API_KEY,
+    ExecutionRecord,
+    FakeAlloy,
+    Fault,
+    FaultPlan,
+    RecordedRequest,
+    SimulatedDisconnect,
+)
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "ExecutionRecord",
+    "FakeAlloy",
+    "Fault",
+    "FaultPlan",
+    "RecordedRequest",
+    "SimulatedDisconnect",
+    "VirtualTimeLoop",
+    "run_virtual",
+]

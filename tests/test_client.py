@@ -1,0 +1,137 @@
+"""AlloyClient configuration, views and lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from alloy_async import AlloyClient, ConfigurationError, FakeTransport, RetryPolicy
+from alloy_async.testing import FakeAlloy
+
+
+def test_missing_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No key anywhere: ConfigurationError mentions ALLOY_API_KEY."""
+    monkeypatch.delenv("ALLOY_API_KEY", raising=False)
+    with pytest.raises(ConfigurationError, match="ALLOY_API_KEY"):
+        AlloyClient()
+
+
+def test_env_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """api_key and base_url come from the environment when not given."""
+    monkeypatch.setenv("ALLOY_API_KEY", "sk_from_env")
+    monkeypatch.setenv("ALLOY_BASE_URL", "http://127.0.0.1:8080/")
+    alloy = AlloyClient()
+    assert alloy.base_url == "http://127.0.0.1:8080"
+    assert alloy._requester.api_key == "sk_from_env"
+
+
+def test_default_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ALLOY_BASE_URL the production URL is used."""
+    monkeypatch.delenv("ALLOY_BASE_URL", raising=False)
+    assert AlloyClient("k").base_url == "https://production.runalloy.com"
+
+
+@pytest.mark.parametrize(
+    "url", ["http://api.example.com", "ftp://x", "production.runalloy.com", "https://u:p@h.com"]
+)
+def test_bad_base_urls_are_refused(url: str) -> None:
+    """Plain http to a non-loopback host, other schemes and embedded credentials are refused."""
+    with pytest.raises(ConfigurationError):
+        AlloyClient("k", base_url=url)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9", "http://localhost:1", "http://[::1]:2"])
+def test_http_is_allowed_for_loopback(url: str) -> None:
+    """The sandbox runs on loopback over plain http."""
+    assert AlloyClient("k", base_url=url).base_url == url
+
+
+def test_bad_settings_are_refused() -> None:
+    """Nonsense numbers and headers fail at construction, naming the setting."""
+    with pytest.raises(ConfigurationError, match="timeout"):
+        AlloyClient("k", timeout=0)
+    with pytest.raises(ConfigurationError, match="default_headers"):
+        AlloyClient("k", default_headers={"x-a": "b\r\nc"})
+    with pytest.raises(ConfigurationError, match="CR"):
+        AlloyClient("k\r\nx")
+
+
+def test_repr_never_shows_the_key() -> None:
+    """repr(client) hides the key."""
+    key = "sk_live_supersecret_value_123456"
+    alloy = AlloyClient(key)
+    assert key not in repr(alloy)
+    assert key[-6:] not in repr(alloy)
+    assert key not in repr(alloy._requester)
+
+
+async def test_views_share_the_transport_and_close_nothing() -> None:
+    """for_user / with_options reuse the connections; closing a view leaves the client open."""
+    fake = FakeAlloy()
+    alloy = fake.client()
+    view = alloy.for_user("u1").with_options(timeout=5, max_retries=0)
+    assert view.transport is alloy.transport
+    assert (view.user_id, view.timeout, view.retry.max_retries) == ("u1", 5, 0)
+    assert alloy.user_id is None and alloy.retry == RetryPolicy()
+    await view.aclose()
+    assert not alloy.closed
+    await alloy.request("GET", "/connectors")
+    await alloy.aclose()
+    assert view.closed and alloy.closed
+
+
+async def test_closed_client_refuses_work_clearly() -> None:
+    """After aclose, calls raise ConfigurationError saying the client is closed."""
+    fake = FakeAlloy()
+    async with fake.client() as alloy:
+        pass
+    with pytest.raises(ConfigurationError, match="closed"):
+        await alloy.request("GET", "/connectors")
+    await alloy.aclose()  # idempotent
+    assert fake.requests == []
+
+
+async def test_owned_transport_is_closed_but_not_a_callers() -> None:
+    """The client closes only a transport it created."""
+    fake = FakeAlloy()
+    transport = fake.transport()
+    async with AlloyClient("sk_test_fake_alloy_key", transport=transport):
+        pass
+    assert not transport.closed
+
+
+def test_use_from_a_second_event_loop_is_a_clear_error() -> None:
+    """A client bound to one loop refuses another with a message, not 'Event loop is closed'."""
+    fake = FakeAlloy()
+    alloy = fake.client()
+    asyncio.run(alloy.request("GET", "/connectors"))
+    with pytest.raises(ConfigurationError, match="event loop"):
+        asyncio.run(alloy.request("GET", "/connectors"))
+
+    errors: list[BaseException] = []
+
+    def other_thread() -> None:
+        try:
+            asyncio.run(alloy.request("GET", "/connectors"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=other_thread)
+    t.start()
+    t.join()
+    assert isinstance(errors[0], ConfigurationError)
+
+
+async def test_fake_transport_records_and_refuses_after_close() -> None:
+    """FakeTransport keeps requests and raises once closed."""
+
+    async def handler(request: object) -> object:
+        raise AssertionError("not reached")
+
+    transport = FakeTransport(handler)  # type: ignore[arg-type]
+    await transport.aclose()
+    alloy = AlloyClient("k", transport=transport)
+    with pytest.raises(ConfigurationError):
+        await alloy.request("GET", "/x")
