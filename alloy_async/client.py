@@ -103,6 +103,19 @@ class AlloyClient:
 
     def _attach_services(self) -> None:
         """Create the service attributes; they hold this client's requester."""
+        from .services import Actions, Connectors, Credentials, Files, Users
+
+        r = self._requester
+        #: Users: create/list/get/update/delete, and user tokens.
+        self.users = Users(r)
+        #: Connectors: the catalog, one connector, its resources.
+        self.connectors = Connectors(r)
+        #: Actions: details, execute, paginate, execute_many, catalog.
+        self.actions = Actions(r)
+        #: Credentials: metadata, create (OAuth or API key), list, delete.
+        self.credentials = Credentials(r)
+        #: Files: presigned uploads, list, delete.
+        self.files = Files(r)
 
     @classmethod
     def _view(cls, requester: Requester) -> AlloyClient:

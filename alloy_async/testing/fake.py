@@ -494,7 +494,7 @@ class FakeAlloy:
     # -- helpers for _routes ------------------------------------------------------------------
 
     def _new_id(self) -> str:
-        return "%024x" % self._rng.getrandbits(96)
+        return f"{self._rng.getrandbits(96):024x}"
 
     def _now(self) -> str:
         import datetime

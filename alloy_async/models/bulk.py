@@ -1,0 +1,223 @@
+"""Bulk execution models: the job going in, the outcome coming out, the run's report.
+
+Plain attrs classes (no cattrs, no I/O). :class:`ExecuteJob` validates its ids when it is built
+so a bad job fails before anything is sent, with the offending field named.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import orjson
+
+from ..errors import InvalidRequestError
+
+__all__ = ["BulkReport", "ExecuteJob", "JobOutcome"]
+
+
+def _non_empty_id(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRequestError(
+            f"ExecuteJob.{attribute.name} must be a non-empty string, got {value!r}",
+            field=attribute.name,
+        )
+
+
+def _optional_id(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        _non_empty_id(_, attribute, value)
+
+
+def _optional_mapping(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, Mapping):
+        raise InvalidRequestError(
+            f"ExecuteJob.{attribute.name} must be a mapping or None, got {type(value).__name__}",
+            field=attribute.name,
+        )
+
+
+# camelCase (the wire / Alloy docs spelling) and snake_case both map to the attribute name.
+_FIELD_ALIASES: dict[str, str] = {}
+for _name, _camel in (
+    ("connector_id", "connectorId"),
+    ("action_id", "actionId"),
+    ("credential_id", "credentialId"),
+    ("user_id", "userId"),
+    ("request_body", "requestBody"),
+    ("query_parameters", "queryParameters"),
+    ("path_params", "pathParams"),
+    ("additional_headers", "additionalHeaders"),
+    ("key", "key"),
+):
+    _FIELD_ALIASES[_name] = _name
+    _FIELD_ALIASES[_camel] = _name
+
+
+@attrs.frozen(slots=True)
+class ExecuteJob:
+    """One action execution to run in bulk (the arguments of ``actions.execute``).
+
+    Attributes:
+        connector_id, action_id, credential_id: what to run and with which credential.
+        user_id: the end user (``x-alloy-userid``); also the fairness key of ``execute_many``.
+        request_body, query_parameters, path_params, additional_headers: as for ``execute``.
+        key: a stable idempotency / checkpoint key; None derives one from the content
+            (see :attr:`effective_key`).
+    """
+
+    connector_id: str = attrs.field(validator=_non_empty_id)
+    action_id: str = attrs.field(validator=_non_empty_id)
+    credential_id: str = attrs.field(validator=_non_empty_id)
+    user_id: str | None = attrs.field(default=None, validator=_optional_id)
+    request_body: Any = None
+    query_parameters: Mapping[str, Any] | None = attrs.field(
+        default=None, validator=_optional_mapping
+    )
+    path_params: Mapping[str, Any] | None = attrs.field(default=None, validator=_optional_mapping)
+    additional_headers: Mapping[str, str] | None = attrs.field(
+        default=None, validator=_optional_mapping
+    )
+    key: str | None = attrs.field(default=None, validator=_optional_id)
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> ExecuteJob:
+        """Build a job from a mapping with camelCase or snake_case keys.
+
+        Raises:
+            InvalidRequestError: on an unknown key (named), a key given twice in both
+                spellings, or a bad value.
+        """
+        if isinstance(mapping, ExecuteJob):
+            return mapping
+        if not isinstance(mapping, Mapping):
+            raise InvalidRequestError(
+                f"a job must be an ExecuteJob or a mapping, got {type(mapping).__name__}",
+                field="job",
+            )
+        kwargs: dict[str, Any] = {}
+        for raw_key, value in mapping.items():
+            name = _FIELD_ALIASES.get(raw_key) if isinstance(raw_key, str) else None
+            if name is None:
+                known = ", ".join(sorted(n for n in _FIELD_ALIASES if n == _FIELD_ALIASES[n]))
+                raise InvalidRequestError(
+                    f"unknown ExecuteJob field {raw_key!r} (known: {known})", field=str(raw_key)
+                )
+            if name in kwargs:
+                raise InvalidRequestError(
+                    f"ExecuteJob field {name!r} given twice (camelCase and snake_case)",
+                    field=name,
+                )
+            kwargs[name] = value
+        for required in ("connector_id", "action_id", "credential_id"):
+            if required not in kwargs:
+                raise InvalidRequestError(
+                    f"ExecuteJob field {required!r} is missing", field=required
+                )
+        return cls(**kwargs)
+
+    @property
+    def effective_key(self) -> str:
+        """``key`` when set, else a stable hash of the job's content.
+
+        The hash is SHA-256 over the canonical JSON (sorted keys) of every field but ``key``,
+        so the same job gets the same key across runs and processes (checkpoints rely on it).
+        """
+        if self.key is not None:
+            return self.key
+        canonical = orjson.dumps(
+            {
+                "connector_id": self.connector_id,
+                "action_id": self.action_id,
+                "credential_id": self.credential_id,
+                "user_id": self.user_id,
+                "request_body": self.request_body,
+                "query_parameters": self.query_parameters,
+                "path_params": self.path_params,
+                "additional_headers": self.additional_headers,
+            },
+            option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
+        )
+        return hashlib.sha256(canonical).hexdigest()[:32]
+
+
+@attrs.frozen(slots=True)
+class JobOutcome:
+    """What happened to one job.
+
+    Attributes:
+        job: the job.
+        ok: True when the execute call returned (``result`` is set, ``error`` is None).
+        result: what the execute call returned (an ``ExecutionResult``), or None.
+        error: the exception the job ended with, or None. An
+            :class:`~alloy_async.errors.OutcomeUnknownError` means the action may have run.
+        attempts: HTTP attempts spent on the job (retries included).
+        elapsed: seconds from dispatch to completion.
+    """
+
+    job: ExecuteJob
+    ok: bool
+    result: Any
+    error: BaseException | None
+    attempts: int
+    elapsed: float
+
+
+@attrs.frozen(slots=True)
+class BulkReport:
+    """Counts for one ``execute_many`` run (a snapshot; ``run.report`` gives the latest).
+
+    Attributes:
+        succeeded: jobs whose call returned.
+        failed: jobs that ended with a definitive error (e.g. a 4xx, or a bad job).
+        outcome_unknown: jobs that may or may not have run (sent, then no answer; or
+            cancelled while in flight). They are never re-sent automatically.
+        skipped: jobs skipped because the checkpoint says they already finished.
+        not_dispatched: jobs taken from the input but never started (stop, deadline, close).
+        by_error: error class name -> count.
+        attempts: HTTP attempts over all jobs.
+        retries: attempts beyond the first of each job.
+        throttled_seconds: seconds jobs spent waiting on 429/503 throttling.
+        wall_time: seconds from the start of the run to now (or to its end).
+        stopped_early: dispatch stopped before the input was exhausted.
+        stop_reason: why, when ``stopped_early``.
+    """
+
+    succeeded: int = 0
+    failed: int = 0
+    outcome_unknown: int = 0
+    skipped: int = 0
+    not_dispatched: int = 0
+    by_error: Mapping[str, int] = attrs.field(factory=dict)
+    attempts: int = 0
+    retries: int = 0
+    throttled_seconds: float = 0.0
+    wall_time: float = 0.0
+    stopped_early: bool = False
+    stop_reason: str | None = None
+
+    @property
+    def finished(self) -> int:
+        """Jobs that ran to an outcome (succeeded + failed + outcome_unknown)."""
+        return self.succeeded + self.failed + self.outcome_unknown
+
+    def summary(self) -> str:
+        """A short human-readable account of the run, several lines."""
+        lines = [
+            f"{self.finished} jobs in {self.wall_time:.2f} s: {self.succeeded} succeeded, "
+            f"{self.failed} failed, {self.outcome_unknown} outcome unknown"
+            f"; {self.skipped} skipped (checkpoint), {self.not_dispatched} not dispatched",
+            f"attempts {self.attempts} (retries {self.retries}), "
+            f"throttled {self.throttled_seconds:.2f} s",
+        ]
+        if self.by_error:
+            errors = ", ".join(
+                f"{name} x{count}"
+                for name, count in sorted(self.by_error.items(), key=lambda kv: (-kv[1], kv[0]))
+            )
+            lines.append(f"errors: {errors}")
+        if self.stopped_early:
+            lines.append(f"stopped early: {self.stop_reason}")
+        return "\n".join(lines)

@@ -1,0 +1,355 @@
+"""``alloy.actions``: inspect actions, execute them, page through their data, fan out."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .._convert import execution_result, structure, structure_list, unwrap
+from .._core import CallStats, decode_json
+from ..errors import InvalidRequestError
+from ..models.actions import Action, CatalogAction, ExecutionResult
+from ..models.connectors import Connector, Resource
+from ..models.credentials import Credential
+from ..pagination import AsyncPaginator
+from ._base import Service, check_id, check_mapping, extras
+
+if TYPE_CHECKING:
+    from ..bulk import BulkRun
+    from ..models.bulk import BulkReport, ExecuteJob
+
+__all__ = ["Actions", "catalog_slug"]
+
+_EXECUTE = "/connectors/{connectorId}/actions/{actionId}/execute"
+
+
+def catalog_slug(connector_id: str, action_id: str) -> str:
+    """``slack`` + ``chat_postMessage`` -> ``SLACK_CHAT_POST_MESSAGE`` (UPPER_SNAKE)."""
+    text = f"{connector_id}_{action_id}"
+    text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", text)
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").upper()
+
+
+class Actions(Service):
+    """Action details, execution (one, paged, or many users at once) and the action catalog."""
+
+    __slots__ = ()
+
+    async def get(
+        self,
+        connector_id: str,
+        action_id: str,
+        *,
+        user_id: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
+    ) -> Action:
+        """An action's schema: method, path, parameters and request body (JSON Schema)."""
+        answer = await self._requester.request_json(
+            "GET",
+            "/connectors/{connectorId}/actions/{actionId}",
+            path_params={
+                "connectorId": check_id("connector_id", connector_id),
+                "actionId": check_id("action_id", action_id),
+            },
+            user_id=user_id,
+            **extras(extra_headers, extra_query, None),
+        )
+        return structure(unwrap(answer, "action", "data"), Action)
+
+    async def execute(
+        self,
+        connector_id: str,
+        action_id: str,
+        *,
+        credential_id: str,
+        user_id: str | None = None,
+        request_body: Any = None,
+        query_parameters: Mapping[str, Any] | None = None,
+        path_params: Mapping[str, Any] | None = None,
+        additional_headers: Mapping[str, str] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        stats: CallStats | None = None,
+    ) -> ExecutionResult:
+        """Run an action for a user with one of their credentials.
+
+        Not idempotent: it is retried only when the server cannot have acted (connection not
+        made, 429, 503). If the request was sent and no answer came it raises
+        :class:`~alloy_async.errors.OutcomeUnknownError` and is never re-sent.
+
+        Args:
+            connector_id: e.g. ``"slack"``.
+            action_id: e.g. ``"chat_postMessage"`` (case-sensitive).
+            credential_id: the user's credential for this connector.
+            user_id: the end user (``x-alloy-userid``); defaults to the client's.
+            request_body: the body forwarded to the third party.
+            query_parameters: the third-party call's query string.
+            path_params: values for ``{placeholders}`` in the action's path.
+            additional_headers: extra headers for the third-party call.
+            stats: receives the attempts made and seconds throttled (used by ``execute_many``).
+        """
+        request = self._requester.build(
+            "POST",
+            _EXECUTE,
+            path_params={
+                "connectorId": check_id("connector_id", connector_id),
+                "actionId": check_id("action_id", action_id),
+            },
+            json=execute_body(
+                credential_id, request_body, query_parameters, path_params, additional_headers
+            ),
+            user_id=user_id,
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            extra_body=extra_body,
+        )
+        response = await self._requester.send(request, scope=f"execute:{connector_id}", stats=stats)
+        return execution_result(
+            decode_json(response, request),
+            status_code=response.status,
+            request_id=response.request_id,
+        )
+
+    def paginate(
+        self,
+        connector_id: str,
+        action_id: str,
+        *,
+        credential_id: str,
+        user_id: str | None = None,
+        request_body: Mapping[str, Any] | None = None,
+        query_parameters: Mapping[str, Any] | None = None,
+        path_params: Mapping[str, Any] | None = None,
+        additional_headers: Mapping[str, str] | None = None,
+        page_size: int = 50,
+        start: int = 0,
+        page_in: str = "query",
+        items_key: str = "data",
+        max_pages: int | None = None,
+    ) -> AsyncPaginator[Any]:
+        """Page through a third party's data by executing a list action repeatedly.
+
+        Follows the Alloy pagination guide: ``limit`` (at most 50) and ``offset`` go into the
+        action's query parameters (``page_in="query"``) or request body (``page_in="body"``);
+        each answer carries ``data[]`` and ``pagination.hasMore`` / ``nextOffset``. Only one
+        page is held in memory; a 429 mid-way is retried without restarting.
+        """
+        check_id("credential_id", credential_id)
+        if page_in not in ("query", "body"):
+            raise InvalidRequestError('page_in must be "query" or "body"', field="page_in")
+        if (
+            isinstance(page_size, bool)
+            or not isinstance(page_size, int)
+            or not 1 <= page_size <= 50
+        ):
+            raise InvalidRequestError(
+                "page_size must be an integer from 1 to 50", field="page_size"
+            )
+        base_query = dict(check_mapping("query_parameters", query_parameters) or {})
+        if request_body is not None and not isinstance(request_body, Mapping):
+            raise InvalidRequestError(
+                "request_body must be a mapping to page through it", field="request_body"
+            )
+        base_body = dict(request_body or {})
+
+        async def fetch(offset: int, limit: int) -> Any:
+            paging = {"limit": limit, "offset": offset}
+            query = {**base_query, **paging} if page_in == "query" else base_query
+            body = {**base_body, **paging} if page_in == "body" else base_body
+            result = await self.execute(
+                connector_id,
+                action_id,
+                credential_id=credential_id,
+                user_id=user_id,
+                request_body=body or None,
+                query_parameters=query or None,
+                path_params=path_params,
+                additional_headers=additional_headers,
+            )
+            return result.raw
+
+        def parse(body: Any) -> list[Any]:
+            items = unwrap(body, "result", "responseData") if isinstance(body, dict) else body
+            if isinstance(items, dict):
+                items = items.get(items_key, [])
+            return list(items or [])
+
+        def page_info(body: Any) -> Any:
+            # The pagination block may sit beside data at the top or inside result.
+            if isinstance(body, dict) and "pagination" not in body:
+                inner = unwrap(body, "result", "responseData")
+                if isinstance(inner, dict):
+                    return inner
+            return body
+
+        return AsyncPaginator.offset(
+            lambda offset, limit: _then(fetch(offset, limit), page_info),
+            parse,
+            limit=page_size,
+            start=start,
+            max_pages=max_pages,
+        )
+
+    def execute_many(
+        self,
+        jobs: Iterable[ExecuteJob | Mapping[str, Any]]
+        | AsyncIterable[ExecuteJob | Mapping[str, Any]],
+        *,
+        concurrency: int = 32,
+        per_user: int | None = None,
+        per_connector: int | None = None,
+        rate: float | None = None,
+        ordered: bool = False,
+        deadline: float | None = None,
+        stop_when: Callable[[BulkReport], bool] | None = None,
+        checkpoint: str | None = None,
+        **options: Any,
+    ) -> BulkRun:
+        """Execute many jobs (one action for many users) under caps, fairly; stream outcomes.
+
+        ``async for outcome in alloy.actions.execute_many(jobs, per_user=2): ...`` yields one
+        :class:`~alloy_async.models.JobOutcome` per job as it finishes (input order with
+        ``ordered=True``); ``run.report`` is the :class:`~alloy_async.models.BulkReport`.
+        See :func:`alloy_async.bulk.execute_many` for every option.
+        """
+        from ..bulk import execute_many
+
+        async def execute_one(job: ExecuteJob, stats: CallStats) -> ExecutionResult:
+            return await self.execute(
+                job.connector_id,
+                job.action_id,
+                credential_id=job.credential_id,
+                user_id=job.user_id,
+                request_body=job.request_body,
+                query_parameters=job.query_parameters,
+                path_params=job.path_params,
+                additional_headers=job.additional_headers,
+                stats=stats,
+            )
+
+        return execute_many(
+            execute_one,
+            jobs,
+            concurrency=concurrency,
+            per_user=per_user,
+            per_connector=per_connector,
+            rate=rate,
+            ordered=ordered,
+            deadline=deadline,
+            stop_when=stop_when,
+            checkpoint=checkpoint,
+            **options,
+        )
+
+    def catalog(
+        self,
+        *,
+        user_id: str | None = None,
+        connectors: Iterable[str] | None = None,
+        concurrency: int = 8,
+    ) -> AsyncPaginator[CatalogAction]:
+        """Every action across connectors, as :class:`CatalogAction` with an UPPER_SNAKE slug.
+
+        With ``user_id``, ``is_connected`` tells whether the user holds a credential for the
+        action's connector. Connectors are fetched ``concurrency`` at a time and streamed one
+        batch per page.
+        """
+        if concurrency < 1:
+            raise InvalidRequestError("concurrency must be at least 1", field="concurrency")
+        if user_id is not None:
+            check_id("user_id", user_id)
+        chosen = None if connectors is None else [check_id("connectors", c) for c in connectors]
+        requester = self._requester
+        state: dict[str, list[str]] = {}
+
+        async def connector_ids() -> list[str]:
+            if chosen is not None:
+                return chosen
+            answer = await requester.request_json("GET", "/connectors")
+            return [c.id for c in structure_list(answer, Connector, "connectors", "data")]
+
+        async def one(connector_id: str) -> list[CatalogAction]:
+            path = {"connectorId": connector_id}
+            resources_call = requester.request_json(
+                "GET", "/connectors/{connectorId}/resources", path_params=path
+            )
+            if user_id is None:
+                answer = await resources_call
+                connected = None
+            else:
+                answer, creds = await asyncio.gather(
+                    resources_call,
+                    requester.request_json(
+                        "GET",
+                        "/connectors/{connectorId}/credentials",
+                        path_params=path,
+                        query={"userId": user_id},
+                        user_id=user_id,
+                    ),
+                )
+                connected = bool(structure_list(creds, Credential, "credentials", "data"))
+            resources = structure_list(answer, Resource, "resources", "data")
+            return [
+                CatalogAction(
+                    connector_id=connector_id,
+                    action_id=a.id,
+                    slug=catalog_slug(connector_id, a.id),
+                    name=a.name,
+                    description=a.description,
+                    resource=r.name,
+                    is_connected=connected,
+                )
+                for r in resources
+                for a in r.actions
+            ]
+
+        async def fetch(cursor: str | None) -> Any:
+            if cursor is None:
+                state["ids"] = await connector_ids()
+            start = int(cursor or 0)
+            batch = state["ids"][start : start + concurrency]
+            results = await asyncio.gather(*(one(c) for c in batch))
+            end = start + len(batch)
+            return {
+                "items": [item for chunk in results for item in chunk],
+                "next": str(end) if end < len(state["ids"]) else None,
+            }
+
+        return AsyncPaginator.cursor(
+            fetch, lambda body: body["items"], next_cursor=lambda body: body["next"]
+        )
+
+
+def execute_body(
+    credential_id: object,
+    request_body: Any,
+    query_parameters: object,
+    path_params: object,
+    additional_headers: object,
+) -> dict[str, Any]:
+    """The documented execute body, omitting what is None; checks name the bad argument."""
+    body: dict[str, Any] = {"credentialId": check_id("credential_id", credential_id)}
+    if request_body is not None:
+        body["requestBody"] = request_body
+    if query_parameters is not None:
+        body["queryParameters"] = check_mapping("query_parameters", query_parameters)
+    if path_params is not None:
+        body["pathParams"] = check_mapping("path_params", path_params)
+    if additional_headers is not None:
+        headers = check_mapping("additional_headers", additional_headers)
+        for name, value in (headers or {}).items():
+            if not isinstance(value, str) or "\r" in value or "\n" in value:
+                raise InvalidRequestError(
+                    f"additional_headers[{name!r}] must be a string without CR/LF",
+                    field="additional_headers",
+                )
+        body["additionalHeaders"] = headers
+    return body
+
+
+async def _then(awaitable: Any, fn: Callable[[Any], Any]) -> Any:
+    return fn(await awaitable)
