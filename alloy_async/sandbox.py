@@ -2,7 +2,9 @@
 
 The same simulator as the tests, reachable by any HTTP client, with fault injection
 (``--faults 429=0.05,503=0.02,reset=0.01 --latency 5ms``), an optional server-side rate limit
-answering 429 with ``Retry-After``, and ``GET /_sandbox/stats`` reporting peaks in flight.
+answering 429 with ``Retry-After``, ``GET /_sandbox/stats`` reporting peaks in flight, and
+``GET /_sandbox/executions`` listing every action it really executed (the judge of "was
+anything done twice").
 It only ever binds loopback addresses.
 """
 
@@ -15,6 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
 import orjson
 from aiohttp import web
 
@@ -123,6 +126,7 @@ class SandboxServer:
         """Start serving; returns the base URL."""
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_get("/_sandbox/stats", self._stats)
+        app.router.add_get("/_sandbox/executions", self._executions)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
@@ -153,6 +157,10 @@ class SandboxServer:
 
     async def _stats(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(self.stats())
+
+    async def _executions(self, request: web.Request) -> web.StreamResponse:
+        rows = [attrs.asdict(e) for e in self.fake.executions]
+        return web.Response(body=orjson.dumps(rows), content_type="application/json")
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if self._limit is not None:

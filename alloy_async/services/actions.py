@@ -217,9 +217,18 @@ class Actions(Service):
         See :func:`alloy_async.bulk.execute_many` for every option.
         """
         from ..bulk import execute_many
+        from ..limits import AdaptiveLimiter
+
+        adaptive = options.pop("adaptive", True)
+        if adaptive is True:
+            adaptive = AdaptiveLimiter(concurrency)
+        # 429s seen inside the pipeline's own retries cool the whole scope, not one task.
+        runner = self
+        if isinstance(adaptive, AdaptiveLimiter):
+            runner = Actions(self._requester.evolve(throttle_listener=adaptive.on_throttle))
 
         async def execute_one(job: ExecuteJob, stats: CallStats) -> ExecutionResult:
-            return await self.execute(
+            return await runner.execute(
                 job.connector_id,
                 job.action_id,
                 credential_id=job.credential_id,
@@ -242,6 +251,7 @@ class Actions(Service):
             deadline=deadline,
             stop_when=stop_when,
             checkpoint=checkpoint,
+            adaptive=adaptive,
             **options,
         )
 
