@@ -47,8 +47,10 @@ def parse_faults(text: str) -> dict[str, float]:
         name = name.strip()
         if not sep:
             raise ValueError(f"fault {part!r} needs a rate, e.g. {part}=0.05")
-        if not (name.isdigit() or name in ("reset", "reset_before", "reset_after")):
-            raise ValueError(f"unknown fault {name!r}: use a status code, reset or reset_after")
+        if not (name.isdigit() or name in ("reset", "reset_before", "reset_after", "slow")):
+            raise ValueError(
+                f"unknown fault {name!r}: use a status code, reset, reset_after or slow"
+            )
         try:
             rate = float(value)
         except ValueError:

@@ -69,12 +69,14 @@ class Fault:
         retry_after: value of the ``Retry-After`` header for a status fault.
         reset: ``"before"`` (never processed) or ``"after"`` (processed, then no answer).
         hang: process nothing and never answer (until the client gives up).
+        delay: a latency spike: wait this many seconds, then serve the request normally.
     """
 
     status: int | None = None
     retry_after: str | None = None
     reset: str | None = None
     hang: bool = False
+    delay: float = 0.0
 
 
 @attrs.define
@@ -82,15 +84,19 @@ class FaultPlan:
     """Random faults by rate, reproducible from ``seed``.
 
     ``rates`` maps a fault name to a probability: ``"429"``, ``"503"`` (any status code),
-    ``"reset"``/``"reset_before"`` and ``"reset_after"``. ``retry_after`` is sent with 429/503
-    answers (None: no header). ``routes`` limits the plan to some route names
-    (e.g. ``{"execute"}``).
+    ``"reset"``/``"reset_before"``, ``"reset_after"`` and ``"slow"`` (a latency spike of
+    ``spike`` seconds, then a normal answer). ``retry_after`` is sent with 429/503 answers (None:
+    no header), on the share ``retry_after_share`` of them (drawn from the seeded generator; the
+    others carry no header). ``routes`` limits the plan to some route names (e.g.
+    ``{"execute"}``).
     """
 
     rates: Mapping[str, float]
     seed: int = 0
     retry_after: str | None = "1"
     routes: frozenset[str] | None = None
+    retry_after_share: float = 1.0
+    spike: float = 0.05
     _rng: random.Random = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -98,6 +104,16 @@ class FaultPlan:
         for name, rate in self.rates.items():
             if not 0 <= rate <= 1:
                 raise ValueError(f"fault rate for {name!r} must be within 0..1, got {rate}")
+            if name not in ("reset", "reset_before", "reset_after", "slow") and not (
+                name.isdigit() and 100 <= int(name) <= 599
+            ):
+                raise ValueError(f"unknown fault {name!r}: a status code, reset, ... or slow")
+        if sum(self.rates.values()) > 1 + 1e-9:
+            raise ValueError("fault rates add up to more than 1")
+        if not 0 <= self.retry_after_share <= 1:
+            raise ValueError(f"retry_after_share must be within 0..1, got {self.retry_after_share}")
+        if self.spike < 0:
+            raise ValueError(f"spike must be >= 0 seconds, got {self.spike}")
 
     def draw(self, route: str) -> Fault | None:
         """Pick at most one fault for a request to ``route``."""
@@ -110,7 +126,12 @@ class FaultPlan:
                     return Fault(reset="before")
                 if name == "reset_after":
                     return Fault(reset="after")
-                return Fault(status=int(name), retry_after=self.retry_after)
+                if name == "slow":
+                    return Fault(delay=self.spike)
+                retry_after = self.retry_after
+                if self.retry_after_share < 1 and self._rng.random() >= self.retry_after_share:
+                    retry_after = None
+                return Fault(status=int(name), retry_after=retry_after)
             x -= rate
         return None
 
@@ -381,6 +402,8 @@ class FakeAlloy:
                 self.fault_counts[_fault_name(fault)] += 1
                 if fault.hang:
                     await asyncio.Event().wait()
+                if fault.delay:
+                    await asyncio.sleep(fault.delay)
                 if fault.reset == "before":
                     raise SimulatedDisconnect(processed=False)
                 if fault.status is not None:
@@ -539,6 +562,8 @@ def _fault_name(fault: Fault) -> str:
         return f"reset_{fault.reset}"
     if fault.hang:
         return "hang"
+    if fault.status is None and fault.delay:
+        return "slow"
     return str(fault.status)
 
 

@@ -1,0 +1,77 @@
+"""Shared pieces of the benchmarks: the sandbox subprocess, the execute call, timing helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+
+EXECUTE_PATH = "/connectors/sendgrid/actions/sendEmail/execute"
+
+
+@attrs.frozen
+class Sandbox:
+    """A sandbox server running in its own process (so its CPU is not the client's)."""
+
+    url: str
+    api_key: str
+    user_id: str
+    credential_id: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU the server process has used so far (Linux /proc)."""
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+
+@contextlib.contextmanager
+def sandbox_process() -> Iterator[Sandbox]:
+    """``python -m alloy_async.cli sandbox --port 0`` in a subprocess, seeded with a demo user."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "alloy_async.cli", "sandbox", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(3)]
+        url = re.search(r"(http://\S+)", lines[0])
+        key = re.search(r"ALLOY_API_KEY=(\S+)", lines[1])
+        demo = re.search(r"demo user (\S+) has sendgrid credential (\S+)", lines[2])
+        if not (url and key and demo):
+            raise RuntimeError(f"unexpected sandbox banner: {lines!r}")
+        yield Sandbox(url.group(1), key.group(1), demo.group(1), demo.group(2), proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def cpu_now() -> float:
+    """This process's CPU seconds (user + system, all threads)."""
+    return time.process_time()
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def execute_body(sb: Sandbox, i: int) -> dict[str, Any]:
+    """The body of the i-th execute call: the same for every client under test."""
+    return {"credentialId": sb.credential_id, "requestBody": {"to": f"u{i}@x.io", "subject": "hi"}}
