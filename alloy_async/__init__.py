@@ -8,6 +8,7 @@
 __version__ = "0.1.0"
 
 from ._http import Request, Response
+from .bulk import BulkRun
 from .client import AlloyClient
 from .errors import (
     AlloyError,
@@ -28,6 +29,9 @@ from .errors import (
     ServerError,
     UnprocessableEntityError,
 )
+from .limits import AdaptiveLimiter, ConcurrencyLimiter, RateLimiter
+from .models import BulkReport, ExecuteJob, ExecutionResult, JobOutcome
+from .pagination import AsyncPaginator, Page
 from .retry import RetryPolicy
 from .transports import FakeTransport, Transport
 
@@ -35,19 +39,29 @@ __all__ = [
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "AdaptiveLimiter",
     "AlloyClient",
     "AlloyError",
+    "AsyncPaginator",
     "AuthenticationError",
     "BadRequestError",
+    "BulkReport",
+    "BulkRun",
+    "ConcurrencyLimiter",
     "ConfigurationError",
     "ConflictError",
+    "ExecuteJob",
+    "ExecutionResult",
     "FakeTransport",
     "InvalidRequestError",
     "InvalidResponseError",
+    "JobOutcome",
     "NotFoundError",
     "OutcomeUnknownError",
+    "Page",
     "PermissionDeniedError",
     "RateLimitError",
+    "RateLimiter",
     "Request",
     "Response",
     "ResponseTooLargeError",
