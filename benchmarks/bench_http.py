@@ -177,12 +177,12 @@ def gather_runner(session: aiohttp.ClientSession, sb: Sandbox, concurrency: int)
         sem = asyncio.Semaphore(concurrency)
 
         async def one(i: int) -> bool:
-            async with sem:
-                async with session.post(
-                    url, data=orjson.dumps(execute_body(sb, i)), headers=headers
-                ) as r:
-                    body = orjson.loads(await r.read())
-                    return r.status == 200 and bool(body["success"])
+            async with (
+                sem,
+                session.post(url, data=orjson.dumps(execute_body(sb, i)), headers=headers) as r,
+            ):
+                body = orjson.loads(await r.read())
+                return r.status == 200 and bool(body["success"])
 
         results = await asyncio.gather(*(one(i) for i in range(n)))
         assert all(results)

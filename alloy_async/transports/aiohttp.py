@@ -7,6 +7,7 @@ exception is translated here, in :func:`_translate`, and none escapes.
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import aiohttp
@@ -53,6 +54,16 @@ def _translate(exc: BaseException, request: Request) -> AlloyError:
     return OutcomeUnknownError(
         f"connection failed after sending: {type(exc).__name__}: {exc}", method=m, path=p
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _client_timeout(t: float | None) -> aiohttp.ClientTimeout:
+    """The attempt budget ``t``: ``total`` bounds the whole attempt and ``connect`` (which
+    includes waiting for a pooled connection) tells "never sent" apart. A ``sock_read`` of the
+    same ``t`` could never fire before ``total`` does (it starts later) and maps to the same
+    error, so it is left out: it cost a timer re-armed on every chunk read. One immutable
+    object per value is shared by all requests."""
+    return aiohttp.ClientTimeout(total=t, connect=t)
 
 
 class AiohttpTransport:
@@ -120,8 +131,7 @@ class AiohttpTransport:
     async def send(self, request: Request) -> Response:
         """Send one request; see :class:`~alloy_async.transports.base.Transport`."""
         session = self._get_session()
-        t = request.timeout
-        timeout = aiohttp.ClientTimeout(total=t, connect=t, sock_read=t)
+        timeout = _client_timeout(request.timeout)
         try:
             async with session.request(
                 request.method,

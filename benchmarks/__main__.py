@@ -1,0 +1,178 @@
+"""``python -m benchmarks [--quick] [--no-record]``: every benchmark, one run, ratios vs targets.
+
+Appends a dated section to benchmarks/RESULTS.md (unless ``--no-record``) with the exact command.
+All ratios compare figures measured side by side in this one run (interleaved rounds), never
+against figures from another run or another machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import bench_http, bench_inproc, bench_rate
+from ._common import sandbox_process
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def _bulk_subprocess(n: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_bulk", str(n), "--sdk", "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("--quick", action="store_true", help="a sanity run (< 1 min)")
+    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    args = parser.parse_args()
+    quick = args.quick
+    command = "python -m benchmarks" + (" --quick" if quick else "")
+    started = time.perf_counter()
+    rows: list[tuple[str, str, str, bool]] = []
+    details: list[str] = []
+
+    def add(name: str, value: float, target: str, ok: bool, fmt: str = "{:.2f}x") -> None:
+        rows.append((name, fmt.format(value), target, ok))
+        print(f"  -> {name}: {fmt.format(value)} (target {target}) {'PASS' if ok else 'MISS'}")
+
+    # 1-3: over loopback, the sandbox in its own process ----------------------------------------
+    print("[1-3] HTTP: SDK vs raw aiohttp vs httpx against a sandbox subprocess ...", flush=True)
+    with sandbox_process() as sb:
+        http = asyncio.run(bench_http.run_all(sb, quick))
+    for key, title, target, good in (
+        ("execute_vs_raw", "1. execute vs raw aiohttp (conc 64)", ">= 0.90x", 0.90),
+        ("many_vs_gather", "2. execute_many vs gather+semaphore (conc 256)", ">= 1.15x", 1.15),
+        ("execute_vs_httpx", "3. SDK vs httpx.AsyncClient (conc 64)", ">= 10x", 10.0),
+    ):
+        res = http[key]
+        for m in res["measures"]:
+            print("    " + m.row())
+            details.append(f"    {m.row()}")
+        add(
+            title + ", client-CPU capacity",
+            res["capacity_ratio"],
+            target,
+            res["capacity_ratio"] >= good,
+        )
+        add(title + ", wall throughput", res["wall_ratio"], target, res["wall_ratio"] >= good)
+
+    # 4: in process ------------------------------------------------------------------------------
+    print(
+        "[4] in-process execute via FakeTransport vs bare orjson + execution_result ...", flush=True
+    )
+    inproc = asyncio.run(bench_inproc.run(quick))
+    line = (
+        f"    in-process: SDK {inproc['sdk_us']:.1f} us/call, bare {inproc['bare_us']:.1f} us/call "
+        f"over {inproc['calls']:,} calls each"
+    )
+    print(line)
+    details.append(line)
+    add(
+        "4. in-process execute cost / bare round trip",
+        inproc["ratio"],
+        "<= 2x",
+        inproc["ratio"] <= 2.0,
+    )
+
+    # 5a: memory, each size in its own process ------------------------------------------------
+    small, big = 10_000, (200_000 if quick else 1_000_000)
+    print(
+        f"[5a] execute_many memory: {small:,} vs {big:,} jobs (separate processes) ...", flush=True
+    )
+    mem_small = _bulk_subprocess(small)
+    mem_big = _bulk_subprocess(big)
+    for m in (mem_small, mem_big):
+        line = (
+            f"    {m['jobs']:>9,} jobs ({m['ok']:,} ok): wall {m['wall']:.1f} s "
+            f"({m['jobs'] / m['wall']:,.0f} jobs/s), peak RSS {m['peak_rss_mib']:.1f} MiB"
+        )
+        print(line)
+        details.append(line)
+    ratio = mem_big["peak_rss_mib"] / mem_small["peak_rss_mib"]
+    add(f"5a. peak RSS {big:,} jobs / {small:,} jobs", ratio, "<= 1.25x", ratio <= 1.25)
+
+    # 5b: rate limiter precision ----------------------------------------------------------------
+    seconds = 2.0 if quick else 10.0
+    for rate in (200.0, 1000.0):
+        print(f"[5b] RateLimiter({rate:g}/s) over {seconds:g} s of real time ...", flush=True)
+        r = asyncio.run(bench_rate.measure(rate, seconds))
+        line = (
+            f"    RateLimiter({rate:g}/s, burst {r['burst']}): {r['permits']} permits in "
+            f"{seconds:g} s = {r['achieved']:.1f}/s"
+        )
+        print(line)
+        details.append(line)
+        err = r["error_pct"]
+        add(f"5b. rate limiter {rate:g}/s, error over {seconds:g} s", err, "within ±3 %",
+            abs(err) <= 3.0, "{:+.2f} %")  # fmt: skip
+
+    wall = time.perf_counter() - started
+    print(f"\nall benchmarks: {wall:.0f} s")
+    width = max(len(r[0]) for r in rows)
+    for name, value, target, ok in rows:
+        print(f"{name:<{width}}  {value:>9}  target {target:<12} {'PASS' if ok else 'MISS'}")
+
+    if args.no_record:
+        return
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    lines = [
+        f"\n## {stamp} — `{command}`\n",
+        f"Machine: {os.cpu_count()} cores, shared and noisy; Python {platform.python_version()}, "
+        f"{platform.system()} {platform.machine()}. All figures below come from this one run "
+        f"({wall:.0f} s); ratios compare interleaved rounds of the same run.\n",
+        "| benchmark | measured | target | |",
+        "|---|---|---|---|",
+        *(f"| {n} | {v} | {t} | {'pass' if ok else '**miss**'} |" for n, v, t, ok in rows),
+        "\nRaw figures:\n",
+        "```",
+        *(d.strip("\n") for d in details),
+        "```",
+    ]
+    with RESULTS.open("a", encoding="utf-8") as f:
+        if f.tell() == 0:
+            f.write(_HEADER)
+        f.write("\n".join(lines) + "\n")
+    print(f"appended to {RESULTS}")
+
+
+_HEADER = """# Benchmark results
+
+Appended by `python -m benchmarks` (full) or `python -m benchmarks --quick` (sanity run); the
+newest section is last. How to read them:
+
+* **1-3 (HTTP)** run against the sandbox in a separate process
+  (`python -m alloy_async.cli sandbox --port 0`), over 127.0.0.1. On 2 cores the sandbox
+  (aiohttp.web + the simulator) is usually the bottleneck, which pulls wall-clock ratios towards
+  1.0 whatever the client costs. Client cost is isolated by measuring this process's CPU time
+  (`time.process_time()`; the server's CPU is read from /proc and printed separately):
+  *client-CPU capacity* = requests per client CPU second, i.e. the throughput the client could
+  sustain with a server that is never the bottleneck. Both ratios are shown; targets are judged
+  on capacity.
+* **4** is in process: `actions.execute` through a FakeTransport returning a canned response vs
+  the bare work any client must do (build the body, `orjson.dumps`, await the same handler,
+  `orjson.loads`, `_convert.execution_result`).
+* **5a** runs `alloy.actions.execute_many` (concurrency 64, per_user 4, 5,000 users) over a
+  FakeTransport, each size in its own process (`python -m benchmarks.bench_bulk N --sdk --json`).
+* **5b** counts `RateLimiter.acquire()` permits granted to 16 greedy tasks over real time.
+"""
+
+
+if __name__ == "__main__":
+    main()
