@@ -19,7 +19,7 @@ import backoff
 import orjson
 
 from . import __version__
-from ._http import IDEMPOTENT_METHODS, Request, Response, build_url, check_header
+from ._http import IDEMPOTENT_METHODS, Headers, Request, Response, build_url, check_header
 from .errors import (
     AlloyError,
     APIConnectionError,
@@ -280,15 +280,19 @@ class Requester:
     retry: RetryPolicy
     default_headers: Mapping[str, str]
     throttle_listener: ThrottleListener | None = None
-    _base_headers: dict[str, str] = attrs.field(init=False, repr=False)
+    _base_headers: Headers = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        headers = {
-            "authorization": f"Bearer {self.api_key}",
-            "x-api-version": self.api_version,
-            "user-agent": user_agent(),
-            "accept": "application/json",
-        }
+        # Headers masks credentials in its repr: error trackers that record frame locals
+        # (Sentry and the like) never see the key.
+        headers = Headers(
+            {
+                "authorization": f"Bearer {self.api_key}",
+                "x-api-version": self.api_version,
+                "user-agent": user_agent(),
+                "accept": "application/json",
+            }
+        )
         for name, value in self.default_headers.items():
             headers[name.lower()] = check_header(name, value)
         object.__setattr__(self, "_base_headers", headers)
@@ -337,7 +341,7 @@ class Requester:
             url, path = build_url(self.base_url, template, path_params or {}, query)
         else:
             url, path = _build_path_url(self.base_url, template, path_params)
-        headers = dict(self._base_headers)
+        headers = Headers(self._base_headers)
         uid = user_id if user_id is not None else self.user_id
         if uid is not None:
             if not isinstance(uid, str) or not uid.strip():

@@ -10,10 +10,44 @@ import attrs
 
 from .errors import InvalidRequestError
 
-__all__ = ["Request", "Response", "build_url", "check_header", "encode_path_param"]
+__all__ = [
+    "Headers",
+    "Request",
+    "Response",
+    "build_url",
+    "check_header",
+    "encode_path_param",
+]
 
 #: Methods that never change state at the API: safe to send again after any failure.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+#: Header names whose values are credentials.
+SENSITIVE_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "x-alloy-user-token", "cookie", "x-api-key"}
+)
+
+
+class Headers(dict[str, str]):
+    """A plain ``dict`` of headers whose repr masks credentials.
+
+    Used for the headers the SDK builds, so that an error tracker capturing the local variables
+    of a frame (Sentry, rich tracebacks) never records the API key in the clear.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(
+            {k: ("[REDACTED]" if k.lower() in SENSITIVE_HEADERS else v) for k, v in self.items()}
+        )
+
+    __str__ = __repr__
+
+    def copy(self) -> Headers:
+        """A copy that keeps masking (``dict.copy`` would return a plain dict)."""
+        return Headers(self)
 
 
 @attrs.frozen(slots=True)
@@ -135,16 +169,21 @@ def normalize_base_url(base_url: str) -> str:
     from .errors import ConfigurationError
 
     url = base_url.strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError as exc:
+        raise ConfigurationError(f"base_url is not a valid URL: {base_url!r} ({exc})") from None
+    if parts.scheme not in ("http", "https") or not hostname:
         raise ConfigurationError(
             f"base_url must be an absolute http(s) URL, got {base_url!r} (see ALLOY_BASE_URL)"
         )
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ConfigurationError("base_url may not hold a query, a fragment or credentials")
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback(hostname):
         raise ConfigurationError(
-            f"plain http is refused for non-loopback host {parts.hostname!r}: use https"
+            f"plain http is refused for non-loopback host {hostname!r}: use https"
         )
     return url
 

@@ -301,6 +301,12 @@ class BulkRun:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        # A consumer waiting in `async for` (another task) must learn that the run ended; the
+        # workers' own end-of-run path is skipped once the run is closed.
+        if self._out is not None and not self._all_done:
+            self._all_done = True
+            if not self._out.full():
+                self._out.put_nowait(_DONE)
         self._finish()
 
     def _finish(self) -> None:

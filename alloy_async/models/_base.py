@@ -97,3 +97,11 @@ def redact_url(value: str | None) -> str:
 def extra_field() -> Any:
     """The ``extra`` field: unknown response keys, read-only, left out of hashing."""
     return attrs.field(default=EMPTY, converter=freeze, repr=repr_extra, hash=False)
+
+
+def redact_header_values(value: Mapping[str, Any] | None) -> str:
+    """Repr of a header mapping with every value masked (they carry third-party credentials);
+    the names stay visible."""
+    if value is None:
+        return "None"
+    return "{" + ", ".join(f"{name!r}: {_MASK!r}" for name in value) + "}"

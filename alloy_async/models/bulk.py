@@ -14,6 +14,7 @@ import attrs
 import orjson
 
 from ..errors import InvalidRequestError
+from ._base import redact_header_values
 
 __all__ = ["BulkReport", "ExecuteJob", "JobOutcome"]
 
@@ -77,8 +78,9 @@ class ExecuteJob:
         default=None, validator=_optional_mapping
     )
     path_params: Mapping[str, Any] | None = attrs.field(default=None, validator=_optional_mapping)
+    # The values are third-party credentials (``Authorization``...): masked in the repr.
     additional_headers: Mapping[str, str] | None = attrs.field(
-        default=None, validator=_optional_mapping
+        default=None, validator=_optional_mapping, repr=redact_header_values
     )
     key: str | None = attrs.field(default=None, validator=_optional_id)
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._convert import execution_result, structure, structure_list, unwrap
 from .._core import CallStats, decode_json
-from ..errors import InvalidRequestError
+from .._http import check_header
+from ..errors import InvalidRequestError, InvalidResponseError
 from ..models.actions import Action, CatalogAction, ExecutionResult
 from ..models.connectors import Connector, Resource
 from ..models.credentials import Credential
@@ -176,7 +178,14 @@ class Actions(Service):
             items = unwrap(body, "result", "responseData") if isinstance(body, dict) else body
             if isinstance(items, dict):
                 items = items.get(items_key, [])
-            return list(items or [])
+            if items is None:
+                return []
+            if not isinstance(items, list):
+                raise InvalidResponseError(
+                    f"expected a list of items under {items_key!r} from "
+                    f"{connector_id}.{action_id}, got {type(items).__name__}"
+                )
+            return items
 
         def page_info(body: Any) -> Any:
             # The pagination block may sit beside data at the top or inside result.
@@ -219,6 +228,11 @@ class Actions(Service):
         from ..bulk import execute_many
         from ..limits import AdaptiveLimiter
 
+        # A closed client, or one bound to another loop, refuses the run at once instead of
+        # failing every job with the same ConfigurationError.
+        # (Outside a running loop there is nothing to check yet: each call checks later.)
+        with contextlib.suppress(RuntimeError):
+            self._requester._shared.check()
         adaptive = options.pop("adaptive", True)
         if adaptive is True:
             adaptive = AdaptiveLimiter(concurrency)
@@ -352,11 +366,20 @@ def execute_body(
     if additional_headers is not None:
         headers = check_mapping("additional_headers", additional_headers)
         for name, value in (headers or {}).items():
-            if not isinstance(value, str) or "\r" in value or "\n" in value:
+            # Alloy forwards these to the third party as HTTP headers: no CR, LF or NUL in the
+            # value (header injection), and a valid token as the name.
+            if not isinstance(value, str) or "\r" in value or "\n" in value or "\x00" in value:
                 raise InvalidRequestError(
-                    f"additional_headers[{name!r}] must be a string without CR/LF",
+                    f"additional_headers[{name!r}] must be a string without CR, LF or NUL",
                     field="additional_headers",
                 )
+            try:
+                check_header(name, value)
+            except InvalidRequestError:
+                raise InvalidRequestError(
+                    f"additional_headers has an invalid header name {name!r}",
+                    field="additional_headers",
+                ) from None
         body["additionalHeaders"] = headers
     return body
 

@@ -14,6 +14,7 @@ from .fake import (
     FakeAlloy,
     Fault,
     FaultPlan,
+    FaultRecord,
     RecordedRequest,
     SimulatedDisconnect,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "FakeAlloy",
     "Fault",
     "FaultPlan",
+    "FaultRecord",
     "RecordedRequest",
     "SimulatedDisconnect",
     "VirtualTimeLoop",

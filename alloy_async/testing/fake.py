@@ -36,6 +36,7 @@ __all__ = [
     "FakeAlloy",
     "Fault",
     "FaultPlan",
+    "FaultRecord",
     "RecordedRequest",
     "SimulatedDisconnect",
 ]
@@ -150,6 +151,16 @@ class RecordedRequest:
 
 
 @attrs.frozen
+class FaultRecord:
+    """A fault FakeAlloy injected: the route, the fault's name (``"429"``, ``"reset_after"``,
+    ``"slow"``...) and the decoded JSON body of the request it hit."""
+
+    route: str
+    fault: str
+    json: Any
+
+
+@attrs.frozen
 class ExecutionRecord:
     """An action execution FakeAlloy actually performed (a side effect happened)."""
 
@@ -227,7 +238,8 @@ class FakeAlloy:
         faults: a :class:`FaultPlan` of random faults.
         execute_shape: the key execution output is returned under: ``"result"`` (the
             reference's example), ``"responseData"`` or ``"data"``.
-        record: keep every request in :attr:`requests` (turn off for very long runs).
+        record: keep every request in :attr:`requests` and every injected fault in
+            :attr:`fault_log` (turn off for very long runs).
         dataset_size: records a paged action (``listContacts``...) pages through.
     """
 
@@ -259,6 +271,7 @@ class FakeAlloy:
         self.requests: list[RecordedRequest] = []
         self.executions: list[ExecutionRecord] = []
         self.fault_counts: collections.Counter[str] = collections.Counter()
+        self.fault_log: list[FaultRecord] = []
         self._scripted: dict[str, collections.deque[Fault | Response]] = collections.defaultdict(
             collections.deque
         )
@@ -399,7 +412,10 @@ class FakeAlloy:
                 return answer
             fault = answer if answer is not None else self._random_fault(route)
             if fault is not None:
-                self.fault_counts[_fault_name(fault)] += 1
+                name = _fault_name(fault)
+                self.fault_counts[name] += 1
+                if self.record:
+                    self.fault_log.append(FaultRecord(route, name, body_json))
                 if fault.hang:
                     await asyncio.Event().wait()
                 if fault.delay:

@@ -146,6 +146,18 @@ class AiohttpTransport:
                 return Response(status=resp.status, headers=headers, body=body)
         except AlloyError:
             raise
+        except asyncio.CancelledError:
+            # Closing the client cancels calls still waiting for a pooled connection; report
+            # that as an SDK error unless this task itself is being cancelled.
+            task = asyncio.current_task()
+            cancelling = getattr(task, "cancelling", None)
+            if self._closed and not (cancelling is not None and cancelling()):
+                raise APIConnectionError(
+                    "the client was closed while this call waited for a connection",
+                    method=request.method,
+                    path=request.path,
+                ) from None
+            raise
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise _translate(exc, request) from exc
 
@@ -157,8 +169,8 @@ class AiohttpTransport:
                 f"answer of {length} bytes exceeds max_response_bytes={cap} "
                 f"({request.method} {request.path})"
             )
-        if length is not None:
-            return await resp.read()
+        # Always count through the stream: aiohttp decompresses as it reads, so a small
+        # Content-Length can still unpack to far more than the cap (a decompression bomb).
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(65536):
