@@ -52,3 +52,14 @@ async def test_tour_snippets_run() -> None:
     actions = [e.action_id for e in fake.executions]
     assert actions[:2] == ["sendEmail", "listContacts"]
     assert actions[2:] == ["sendEmail"] * 100
+
+
+def test_guarantees_name_real_tests() -> None:
+    """Every test the Guarantees table cites exists, so the table cannot drift."""
+    text = README.read_text(encoding="utf-8")
+    table = text.split("## Guarantees", 1)[1].split("\n## ", 1)[0]
+    cited = re.findall(r"::(test_\w+)", table)
+    assert len(cited) >= 15
+    sources = "\n".join(p.read_text() for p in README.parent.joinpath("tests").glob("test_*.py"))
+    missing = [name for name in cited if f"def {name}(" not in sources]
+    assert missing == []
