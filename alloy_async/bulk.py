@@ -456,7 +456,11 @@ class BulkRun:
 
     def _cooled(self, scope: str) -> None:
         self._timers.pop(scope, None)
-        self._unpark(("scope", scope), count=-1)
+        # Wake only as many parked jobs as the scope can take: waking them all made every
+        # cool-down cost O(buffered jobs), quadratic under sustained throttling. The rest are
+        # woken one per release in the scope.
+        room = self.adaptive.room(scope) if self.adaptive is not None else -1
+        self._unpark(("scope", scope), count=max(1, room) if room >= 0 else -1)
 
     def _try_start(self, item: _Item) -> str | None:
         """Acquire every slot ``item`` needs: None on success, else "user" or "parked"."""

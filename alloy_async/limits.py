@@ -502,6 +502,15 @@ class AdaptiveLimiter:
             return math.inf
         return None
 
+    def room(self, scope: str) -> int:
+        """Slots ``scope`` could take right now (0 while it cools down or is full)."""
+        state = self._scopes.get(scope)
+        if state is None:
+            return self.max_limit
+        if state.cool_until > self._now():
+            return 0
+        return max(0, max(self.min_limit, int(state.limit)) - state.in_flight)
+
     def try_acquire(self, scope: str) -> float | None:
         """Take a slot in ``scope`` if it has room (returns None); else what
         :meth:`blocked_for` says."""
