@@ -433,7 +433,9 @@ class Requester:
         call.stats.attempts += 1
         request = call.request
         loop = asyncio.get_running_loop()
-        started = loop.time()
+        # The clock is read only when a deadline or debug logging needs it (hot path).
+        timed = call.deadline_at is not None or _log_enabled(logging.DEBUG)
+        started = loop.time() if timed else 0.0
         try:
             if call.deadline_at is None:
                 response = await self._shared.transport.send(request)
@@ -449,7 +451,7 @@ class Requester:
                     raise self._deadline_error(call, sent=True) from None
         except (APIConnectionError, APITimeoutError) as exc:
             error: AlloyError = exc
-            self._log_failure(call, exc, loop.time() - started)
+            self._log_failure(call, exc, loop.time() - started if timed else 0.0)
             retry_after = None
         else:
             if _log_enabled(logging.DEBUG):
@@ -468,7 +470,7 @@ class Requester:
             retry_after = parse_retry_after(response.headers)
             if response.status in (429, 503) and self.throttle_listener is not None:
                 self.throttle_listener(call.scope, retry_after)
-            self._log_failure(call, error, loop.time() - started)
+            self._log_failure(call, error, loop.time() - started if timed else 0.0)
         raise self._next_step(call, error, retry_after)
 
     def _next_step(

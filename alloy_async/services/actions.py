@@ -94,13 +94,16 @@ class Actions(Service):
             additional_headers: extra headers for the third-party call.
             stats: receives the attempts made and seconds throttled (used by ``execute_many``).
         """
+        # The common case is checked inline (this is the bulk hot path); check_id is called
+        # only to raise its error naming the argument.
+        if type(connector_id) is not str or not connector_id or connector_id.isspace():
+            check_id("connector_id", connector_id)
+        if type(action_id) is not str or not action_id or action_id.isspace():
+            check_id("action_id", action_id)
         request = self._requester.build(
             "POST",
             _EXECUTE,
-            path_params={
-                "connectorId": check_id("connector_id", connector_id),
-                "actionId": check_id("action_id", action_id),
-            },
+            path_params={"connectorId": connector_id, "actionId": action_id},
             json=execute_body(
                 credential_id, request_body, query_parameters, path_params, additional_headers
             ),
@@ -356,7 +359,9 @@ def execute_body(
     additional_headers: object,
 ) -> dict[str, Any]:
     """The documented execute body, omitting what is None; checks name the bad argument."""
-    body: dict[str, Any] = {"credentialId": check_id("credential_id", credential_id)}
+    if type(credential_id) is not str or not credential_id or credential_id.isspace():
+        check_id("credential_id", credential_id)
+    body: dict[str, Any] = {"credentialId": credential_id}
     if request_body is not None:
         body["requestBody"] = request_body
     if query_parameters is not None:
