@@ -21,6 +21,8 @@ from .errors import (
     ConflictError,
     InvalidRequestError,
     InvalidResponseError,
+    JournalError,
+    JournalLockedError,
     NotFoundError,
     OutcomeUnknownError,
     PermissionDeniedError,
@@ -29,6 +31,7 @@ from .errors import (
     ServerError,
     UnprocessableEntityError,
 )
+from .journal import SqliteJournal
 from .limits import AdaptiveLimiter, ConcurrencyLimiter, RateLimiter
 from .models import BulkReport, ExecuteJob, ExecutionResult, JobOutcome
 from .pagination import AsyncPaginator, Page
@@ -56,6 +59,8 @@ __all__ = [
     "InvalidRequestError",
     "InvalidResponseError",
     "JobOutcome",
+    "JournalError",
+    "JournalLockedError",
     "NotFoundError",
     "OutcomeUnknownError",
     "Page",
@@ -67,6 +72,7 @@ __all__ = [
     "ResponseTooLargeError",
     "RetryPolicy",
     "ServerError",
+    "SqliteJournal",
     "Transport",
     "UnprocessableEntityError",
     "__version__",

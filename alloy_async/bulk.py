@@ -16,46 +16,51 @@ cooling or full) is parked on that key, and only that key's release brings it ba
 behind it. Fairness reaches as far as the look-ahead: jobs not yet read from the input cannot be
 scheduled, so ``lookahead`` trades memory for reach.
 
-Side effects: a job is executed at most once per run. A job that ends with
-:class:`~alloy_async.errors.OutcomeUnknownError` (or is cancelled while in flight) is reported,
+Side effects: a job is executed at most once. A job that ends with
+:class:`~alloy_async.errors.OutcomeUnknownError` (or is given up while in flight) is reported,
 never re-sent. A job that ends with a 429 (:class:`~alloy_async.errors.RateLimitError`, which means
 "not handled") is fed to the adaptive limiter and re-queued behind its scope's cool-down, up to
 ``max_requeues`` times.
 
-Checkpoint journal (``checkpoint=path``): one JSON line ``{"key", "outcome"}`` per finished job,
-appended, flushed and fsync'ed per batch of ``checkpoint_batch`` and when the run ends or is
-closed. Journaled (so skipped by a rerun): successes, definitive failures (4xx, 500/502/504, a
-bad job, an exception from ``execute_one``) and outcome-unknown jobs — including jobs cancelled
-while in flight — so nothing that may have reached the server is re-sent automatically. Not
-journaled (a rerun tries them again): jobs never dispatched, and failures that prove the server
-did not act (429, 503, a connection never made). A torn last line (crash mid-write) is ignored on
-reload. After a hard crash (SIGKILL) the last unflushed batch may run again; every clean stop
-(break, cancel, ``aclose``, an exception) flushes first.
+Write-ahead journal (``checkpoint=path`` or a :class:`~alloy_async.journal.Journal`): a job's
+intent is durable before its request reaches the transport; its outcome is journaled once the
+consumer has taken it (when it asks for the next one), so whatever the consumer writes for an
+outcome exists before the journal says the job is done. A rerun skips finished jobs, reports an
+intent without an outcome (the process died mid-call) as outcome-unknown without sending it, and
+runs again what never reached the server (429, 503, no connection, never dispatched). The same
+key twice is run once: the second is skipped as a duplicate, in one run or across runs.
+
+Stopping: ``run.stop(reason, grace=...)`` (what the CLI does on SIGINT/SIGTERM), the deadline
+and ``stop_when`` stop dispatch at once, workers waiting for a rate permit included; in-flight
+calls may finish (for ``grace`` seconds), then are given up and still yield an outcome each.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
-import orjson
 
 from ._core import CallStats
 from .errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
+    InvalidRequestError,
+    JournalError,
     OutcomeUnknownError,
     RateLimitError,
 )
+from .journal import Journal, SqliteJournal, State
 from .limits import GLOBAL_KEY, AdaptiveLimiter, ConcurrencyLimiter, RateLimiter
 from .models.bulk import BulkReport, ExecuteJob, JobOutcome
 
-__all__ = ["BulkRun", "ExecuteOne", "execute_many"]
+__all__ = ["BulkRun", "ExecuteOne", "check_caps", "execute_many"]
 
 #: The coroutine that runs one job; the services layer passes ``actions.execute`` wired to the
 #: request pipeline. It should count attempts and throttled seconds in the ``CallStats``.
@@ -79,31 +84,40 @@ class _Settings:
     ordered: bool
     deadline: float | None
     stop_when: Callable[[BulkReport], bool] | None
-    checkpoint: str | os.PathLike[str] | None
+    checkpoint: str | os.PathLike[str] | Journal | None
     adaptive: AdaptiveLimiter | bool
     scope: Callable[[ExecuteJob], str] | None
     lookahead: int | None
     max_requeues: int
-    checkpoint_batch: int
+    default_user: str | None = None
+    on_skip: Callable[[ExecuteJob, str], None] | None = None
 
 
 class _Item:
     """One job on its way through the scheduler."""
 
-    __slots__ = ("attempts", "index", "job", "key", "keys", "requeues", "scope", "throttled")
+    __slots__ = (
+        "attempts", "index", "job", "key", "keys", "preset", "requeues", "scope", "throttled",
+        "user",
+    )  # fmt: skip
 
-    def __init__(self, index: int, job: ExecuteJob, key: str | None, keys: Any, scope: str):
+    def __init__(
+        self, index: int, job: Any, key: str | None, keys: Any, scope: str, user: str
+    ) -> None:
         self.index = index
         self.job = job
         self.key = key
         self.keys = keys
         self.scope = scope
+        self.user = user
         self.attempts = 0
         self.requeues = 0
         self.throttled = 0.0
+        # An outcome decided without sending: a bad job, or an intent an earlier run left.
+        self.preset: BaseException | None = None
 
 
-def _kind(error: BaseException | None) -> str:
+def _kind(error: BaseException | None) -> State:
     if error is None:
         return "succeeded"
     if isinstance(error, OutcomeUnknownError):
@@ -111,71 +125,60 @@ def _kind(error: BaseException | None) -> str:
     return "failed"
 
 
-def _journaled(error: BaseException | None) -> bool:
-    """Whether a finished job goes into the checkpoint (see the module docstring)."""
+def _journal_state(error: BaseException | None) -> State | None:
+    """What the journal keeps of a finished job: its kind, or None (never sent: a rerun
+    may send it) for failures that prove the server did not act."""
     if isinstance(error, OutcomeUnknownError):
-        return True
+        return "outcome_unknown"
     if isinstance(error, APIStatusError):
-        return not isinstance(error, RateLimitError) and error.status != 503
+        if isinstance(error, RateLimitError) or error.status == 503:
+            return None
+        return "failed"
     if isinstance(error, APITimeoutError):
-        return error.sent
-    return not isinstance(error, APIConnectionError)
+        return "failed" if error.sent else None
+    if isinstance(error, APIConnectionError):
+        return None
+    return _kind(error)
 
 
-class _Journal:
-    """The append-only checkpoint file."""
+def _check_cap(name: str, value: object, *, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        hint = " (None means no cap)" if optional else ""
+        raise InvalidRequestError(
+            f"{name} must be an integer >= 1{hint}, got {value!r}", field=name
+        )
 
-    def __init__(self, path: str | os.PathLike[str], batch: int) -> None:
-        self.done: set[str] = set()
-        self._pending: list[bytes] = []
-        self._batch = batch
-        tail = b"\n"
-        try:
-            with open(path, "rb") as f:
-                for line in f:
-                    tail = line[-1:]
-                    try:
-                        self.done.add(orjson.loads(line)["key"])
-                    except (orjson.JSONDecodeError, KeyError, TypeError):
-                        continue  # a torn last line from a crash mid-write
-        except FileNotFoundError:
-            pass
-        self._file = open(path, "ab")  # noqa: SIM115 - kept open for the whole run
-        if tail != b"\n":
-            self._file.write(b"\n")  # keep the torn fragment on a line of its own
 
-    def record(self, key: str, outcome: str) -> None:
-        self._pending.append(orjson.dumps({"key": key, "outcome": outcome}) + b"\n")
-        if len(self._pending) >= self._batch:
-            self.flush()
+def check_caps(concurrency: object, per_user: object, per_connector: object) -> None:
+    """Refuse a cap that is not an integer >= 1 (``per_*=None`` means no cap; 0 is refused
+    rather than read as "no cap"), naming the argument."""
+    _check_cap("concurrency", concurrency, optional=False)
+    _check_cap("per_user", per_user, optional=True)
+    _check_cap("per_connector", per_connector, optional=True)
 
-    def flush(self) -> None:
-        if self._pending:
-            self._file.write(b"".join(self._pending))
-            self._pending.clear()
-        self._file.flush()
-        os.fsync(self._file.fileno())
 
-    def close(self) -> None:
-        if not self._file.closed:
-            self.flush()
-            self._file.close()
+#: (index, outcome, journal key, state to journal: a State, or None to forget the key)
+_Entry = tuple[int, JobOutcome, "str | None", "State | None"]
 
 
 class BulkRun:
     """A running ``execute_many``: an async iterable of :class:`JobOutcome`, then ``report``.
 
     Iterate it once (``async for outcome in run``), preferably inside ``async with run:``.
-    Breaking out of the loop, cancelling the consuming task or ``await run.aclose()`` stops
-    dispatch, cancels in-flight calls and waits for every task of the run to end.
+    :meth:`stop` ends it gracefully (every dispatched job still yields its outcome); breaking
+    out of the loop, cancelling the consuming task or ``await run.aclose()`` stops dispatch,
+    cancels in-flight calls and waits for every task of the run to end.
     """
 
     def __init__(self, execute_one: ExecuteOne, jobs: Jobs, settings: _Settings) -> None:
         concurrency = settings.concurrency
-        if not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
+        check_caps(concurrency, settings.per_user, settings.per_connector)
         if settings.deadline is not None and not settings.deadline > 0:
-            raise ValueError(f"deadline must be > 0 seconds, got {settings.deadline!r}")
+            raise InvalidRequestError(
+                f"deadline must be > 0 seconds, got {settings.deadline!r}", field="deadline"
+            )
         caps = {"user": settings.per_user, "connector": settings.per_connector}
         self.limiter = ConcurrencyLimiter(concurrency, per_key={k: v for k, v in caps.items() if v})
         rate = settings.rate
@@ -189,6 +192,7 @@ class BulkRun:
         self._ordered = settings.ordered
         self._scope = settings.scope or _connector_scope
         self._lookahead = settings.lookahead or max(_MIN_LOOKAHEAD, 64 * concurrency)
+        self._run_id = os.urandom(6).hex()
         # scheduler state (see the module docstring)
         self._users: dict[str, deque[_Item]] = {}
         self._rr: deque[str] = deque()
@@ -196,29 +200,40 @@ class BulkRun:
         self._user_blocked: set[str] = set()
         self._parked: dict[Any, deque[_Item]] = {}
         self._priority: deque[_Item] = deque()
+        self._immediate: deque[_Item] = deque()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._deadline_timer: asyncio.TimerHandle | None = None
+        self._grace_timer: asyncio.TimerHandle | None = None
+        self._grace_at: float | None = None
         self._all_done = False
+        self._done_seen = False
         self._buffered = 0
         self._in_flight = 0
         self._next_index = 0
         self._next_emit = 0
-        self._reorder: dict[int, JobOutcome] = {}
+        self._reorder: dict[int, _Entry] = {}
+        self._late: deque[_Entry] = deque()
+        self._unacked: _Entry | None = None
         self._source_done = False
         self._source_error: BaseException | None = None
         self._stopping = False
+        self._giving_up = False
         self._closed = False
         self._started = False
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._out: asyncio.Queue[Any] | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._journal: _Journal | None = None
+        self._permit_waiters: set[asyncio.Task[Any]] = set()
+        self._sending: set[asyncio.Task[Any]] = set()
+        self._journal: Journal | None = None
+        self._claimed: set[str] = set()
         self._live_workers = 0
         # report tally
         self._counts = {"succeeded": 0, "failed": 0, "outcome_unknown": 0}
         self._by_error: dict[str, int] = {}
         self._skipped = 0
+        self._duplicates = 0
         self._attempts = 0
         self._retries = 0
         self._throttled = 0.0
@@ -242,6 +257,7 @@ class BulkRun:
             failed=self._counts["failed"],
             outcome_unknown=self._counts["outcome_unknown"],
             skipped=self._skipped,
+            duplicates=self._duplicates,
             not_dispatched=self._not_dispatched + (self._buffered if self._stopping else 0),
             by_error=dict(self._by_error),
             attempts=self._attempts,
@@ -252,6 +268,11 @@ class BulkRun:
             stop_reason=self._stop_reason,
         )
 
+    @property
+    def journal(self) -> Journal | None:
+        """The run's write-ahead journal (``checkpoint=``), or None."""
+        return self._journal
+
     def _tally(self, item: _Item, error: BaseException | None) -> None:
         kind = _kind(error)
         self._counts[kind] += 1
@@ -261,8 +282,35 @@ class BulkRun:
         self._attempts += item.attempts
         self._retries += max(0, item.attempts - 1)
         self._throttled += item.throttled
-        if self._journal is not None and item.key is not None and _journaled(error):
-            self._journal.record(item.key, kind)
+
+    # -- stopping ----------------------------------------------------------------------------
+
+    def stop(self, reason: str = "stopped", *, grace: float | None = None) -> None:
+        """Stop dispatch now; let in-flight calls finish, for at most ``grace`` seconds.
+
+        Safe to call from a signal handler on the run's loop, and again (a smaller ``grace``
+        shortens the wait; ``grace=0`` gives up at once). Nothing is sent after it, not even
+        by a worker that was waiting for a rate permit. Calls still in flight when the grace
+        ends are cancelled and yield :class:`~alloy_async.errors.OutcomeUnknownError`
+        outcomes. Iteration then ends normally, every dispatched job having yielded one
+        outcome; ``report.stop_reason`` says why.
+        """
+        if grace is not None and not grace >= 0:
+            raise InvalidRequestError(f"grace must be >= 0 seconds, got {grace!r}", field="grace")
+        self._stop(reason)
+        if grace is None or not self._started:
+            return
+        loop = asyncio.get_running_loop()
+        at = loop.time() + grace
+        if self._grace_at is not None and self._grace_at <= at:
+            return
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+        self._grace_at = at
+        if grace == 0:
+            self._give_up()
+        else:
+            self._grace_timer = loop.call_at(at, self._give_up)
 
     def _stop(self, reason: str) -> None:
         if not self._stopping:
@@ -270,18 +318,30 @@ class BulkRun:
             self._stop_reason = reason
             self._notify()
             self._room.set()
+        # A worker waiting for a rate permit has sent nothing: it must not send after a stop.
+        for task in list(self._permit_waiters):
+            task.cancel()
+
+    def _give_up(self) -> None:
+        self._grace_timer = None
+        self._giving_up = True
+        for task in list(self._sending):
+            task.cancel()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def _start(self) -> None:
+    async def _start(self) -> None:
         if self._started:
             return
         self._started = True
         loop = asyncio.get_running_loop()
+        checkpoint = self._s.checkpoint
+        if checkpoint is not None:
+            journal = checkpoint if isinstance(checkpoint, Journal) else SqliteJournal(checkpoint)
+            await journal.open(self._run_id)
+            self._journal = journal
         self._t0 = loop.time()
         self._out = asyncio.Queue(maxsize=2 * self._concurrency)
-        if self._s.checkpoint is not None:
-            self._journal = _Journal(self._s.checkpoint, max(1, self._s.checkpoint_batch))
         if self._s.deadline is not None:
             self._deadline_timer = loop.call_later(
                 self._s.deadline, self._stop, f"deadline of {self._s.deadline:g} s reached"
@@ -291,7 +351,11 @@ class BulkRun:
         self._tasks.extend(loop.create_task(self._work()) for _ in range(self._concurrency))
 
     async def aclose(self) -> None:
-        """Stop dispatch, cancel in-flight calls, wait for every task, flush the checkpoint."""
+        """Stop dispatch, cancel in-flight calls, wait for every task, flush the journal.
+
+        In-flight calls end as outcome-unknown in the journal (never re-sent); outcomes the
+        consumer did not take are journaled as they ended.
+        """
         if self._closed:
             return
         self._closed = True
@@ -301,27 +365,38 @@ class BulkRun:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        # The consumer is gone: what it did not take is journaled as it ended.
+        self._ack()
+        pending: list[Any] = [*self._late, *self._reorder.values()]
+        self._late.clear()
+        self._reorder.clear()
+        if self._out is not None:
+            while not self._out.empty():
+                pending.append(self._out.get_nowait())
+        for entry in pending:
+            if entry is not _DONE:
+                self._journal_outcome(entry[2], entry[3])
         # A consumer waiting in `async for` (another task) must learn that the run ended; the
         # workers' own end-of-run path is skipped once the run is closed.
         if self._out is not None and not self._all_done:
             self._all_done = True
-            if not self._out.full():
-                self._out.put_nowait(_DONE)
-        self._finish()
+            self._out.put_nowait(_DONE)
+        await self._finish()
 
-    def _finish(self) -> None:
+    async def _finish(self) -> None:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
-        if self._deadline_timer is not None:
-            self._deadline_timer.cancel()
+        for handle in (self._deadline_timer, self._grace_timer):
+            if handle is not None:
+                handle.cancel()
         if self._journal is not None:
-            self._journal.close()
+            await self._journal.aclose()
         if self._t_end is None and self._t0 is not None:
             self._t_end = asyncio.get_running_loop().time()
 
     async def __aenter__(self) -> BulkRun:
-        self._start()
+        await self._start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -331,8 +406,8 @@ class BulkRun:
         """Yield outcomes as jobs finish (or in input order with ``ordered=True``)."""
         if self._closed:
             return
-        self._start()
         try:
+            await self._start()
             while True:
                 outcome = await self._next()
                 if outcome is None:
@@ -345,30 +420,52 @@ class BulkRun:
         if self._source_error is not None:
             raise self._source_error
 
+    def _ack(self) -> None:
+        """The consumer is done with the last outcome it took: journal it now."""
+        entry = self._unacked
+        if entry is not None:
+            self._unacked = None
+            self._journal_outcome(entry[2], entry[3])
+
+    def _journal_outcome(self, key: str | None, state: State | None) -> None:
+        journal = self._journal
+        if key is None or journal is None:
+            return
+        self._claimed.discard(key)
+        if state is None:
+            journal.forget(key)
+        else:
+            journal.record(key, state)
+
     async def _next(self) -> JobOutcome | None:
+        self._ack()
         out = self._out
         assert out is not None
         while True:
             if self._ordered and self._next_emit in self._reorder:
-                outcome: JobOutcome = self._reorder.pop(self._next_emit)
+                entry = self._reorder.pop(self._next_emit)
                 self._next_emit += 1
                 self._room.set()
-                return outcome
-            if self._all_done and out.empty():
-                got: Any = _DONE
-            else:
-                got = await out.get()
-            if got is _DONE:
+                self._unacked = entry
+                return entry[1]
+            if self._late:
+                got: Any = self._late.popleft()
+            elif self._done_seen or (self._all_done and out.empty()):
+                self._done_seen = True
                 if self._ordered and self._reorder:  # gaps: jobs stopped before dispatch
                     self._next_emit = min(self._reorder)
                     continue
                 self._t_end = asyncio.get_running_loop().time()
                 return None
-            index: int = got[0]
-            outcome = got[1]
+            else:
+                got = await out.get()
+                if got is _DONE:
+                    self._done_seen = True
+                    continue
             if not self._ordered:
-                return outcome
-            self._reorder[index] = outcome
+                self._unacked = got
+                return got[1]  # type: ignore[no-any-return]
+            self._reorder[got[0]] = got
 
     # -- feeding -----------------------------------------------------------------------------
 
@@ -404,18 +501,48 @@ class BulkRun:
             await self._room.wait()
         if self._stopping:
             return True
-        job = raw if isinstance(raw, ExecuteJob) else ExecuteJob.from_mapping(raw)
-        key = None
-        if self._journal is not None:
-            key = job.effective_key
-            if key in self._journal.done:
-                self._skipped += 1
+        index = self._next_index
+        job: Any = raw
+        preset: BaseException | None = None
+        try:
+            if not isinstance(job, ExecuteJob):
+                job = ExecuteJob.from_mapping(job)
+            key = job.effective_key if self._journal is not None else None
+        except (InvalidRequestError, TypeError, ValueError) as exc:
+            # One bad job is one failed outcome, never the end of the run.
+            field = exc.field if isinstance(exc, InvalidRequestError) else "request_body"
+            if not isinstance(exc, InvalidRequestError):
+                exc = InvalidRequestError(f"the job cannot be encoded as JSON: {exc}")
+            preset = InvalidRequestError(f"job at index {index}: {exc}", field=field)
+            given = raw.get("key") if isinstance(raw, Mapping) else getattr(raw, "key", None)
+            key = given if isinstance(given, str) and self._journal is not None else None
+        if key is not None:
+            skip = self._lookup(key)
+            if skip == "intent":
+                preset = preset or OutcomeUnknownError(
+                    "an earlier run stopped while this job may have been in flight; "
+                    "it is not sent again"
+                )
+            elif skip is not None:
+                if skip == "duplicate":
+                    self._duplicates += 1
+                else:
+                    self._skipped += 1
+                if self._s.on_skip is not None:
+                    self._s.on_skip(job, skip)
                 return False
-        user = job.user_id or ""
-        keys = self.limiter.keys_for({"user": job.user_id, "connector": job.connector_id})
-        item = _Item(self._next_index, job, key, keys, self._scope(job))
+            self._claimed.add(key)
         self._next_index += 1
         self._buffered += 1
+        if preset is not None:
+            item = _Item(index, job, key, (), "", "")
+            item.preset = preset
+            self._immediate.append(item)
+            self._notify()
+            return False
+        user = job.user_id or self._s.default_user or ""
+        keys = self.limiter.keys_for({"user": user or None, "connector": job.connector_id})
+        item = _Item(index, job, key, keys, self._scope(job), user)
         queue = self._users.get(user)
         if queue is None:
             queue = self._users[user] = deque()
@@ -426,6 +553,19 @@ class BulkRun:
         if self._next_index % 256 == 0:
             await asyncio.sleep(0)
         return False
+
+    def _lookup(self, key: str) -> str | None:
+        """None (run it), "intent" (an earlier run died mid-call), "duplicate" or "done"."""
+        if key in self._claimed:
+            return "duplicate"
+        assert self._journal is not None
+        found = self._journal.lookup(key)
+        if found is None:
+            return None
+        state, run = found
+        if run == self._run_id:
+            return "duplicate"
+        return "intent" if state == "intent" else "done"
 
     # -- scheduling --------------------------------------------------------------------------
 
@@ -484,7 +624,7 @@ class BulkRun:
         return "parked"
 
     def _user_full(self, item: _Item) -> None:
-        user = item.job.user_id or ""
+        user = item.user
         queue = self._users.get(user)
         if queue is None:
             queue = self._users[user] = deque()
@@ -492,6 +632,8 @@ class BulkRun:
         self._user_blocked.add(user)
 
     def _pick(self) -> _Item | None:
+        if self._immediate:
+            return self._immediate.popleft()
         priority = self._priority
         while priority:
             item = priority.popleft()
@@ -560,7 +702,10 @@ class BulkRun:
                 self._room.set()
                 self._in_flight += 1
                 try:
-                    await self._run(item)
+                    if item.preset is not None:
+                        await self._emit(item, None, item.preset, 0.0)
+                    else:
+                        await self._run(item)
                 finally:
                     self._in_flight -= 1
         except Exception as exc:  # a bug in stop_when or scope: end the run, raise it after
@@ -584,25 +729,66 @@ class BulkRun:
         job = item.job
         stats = CallStats()
         loop = asyncio.get_running_loop()
-        sent = False
+        task = asyncio.current_task()
+        assert task is not None
+        journal = self._journal if item.key is not None else None
+        sent = intended = False
         error: BaseException | None = None
         result: Any = None
+        started = 0.0
         try:
             if self.rate is not None:
-                await self.rate.acquire()
+                self._permit_waiters.add(task)
+                try:
+                    await self.rate.acquire()
+                finally:
+                    self._permit_waiters.discard(task)
+            if self._stopping:  # stopped while this worker got its permit
+                raise asyncio.CancelledError
+            if journal is not None:
+                intended = True
+                try:
+                    await journal.intend(item.key)  # type: ignore[arg-type]
+                except JournalError as exc:
+                    # Never send what the journal could not record; nothing else can be.
+                    self._release(item, None)
+                    self._claimed.discard(item.key)
+                    self._stop(f"the journal failed: {exc}")
+                    await self._emit(item, None, exc, 0.0, journaled=False)
+                    return
             started = loop.time()
             sent = True
+            self._sending.add(task)
             try:
                 result = await self._execute_one(job, stats)
             except Exception as exc:
                 error = exc
+            finally:
+                self._sending.discard(task)
         except asyncio.CancelledError:
             self._release(item, None)
-            if sent:  # may have reached the server: journal it so it is never re-sent
-                item.attempts += max(1, stats.attempts)
-                self._tally(item, OutcomeUnknownError("cancelled while in flight"))
-            else:
+            if not sent:
                 self._not_dispatched += 1
+                if item.key is not None:
+                    self._claimed.discard(item.key)
+                    if intended and journal is not None:
+                        with contextlib.suppress(JournalError):
+                            journal.forget(item.key)  # queued after the intent: ordered
+                raise
+            item.attempts += max(1, stats.attempts)
+            why = "given up at stop" if self._giving_up and not self._closed else "cancelled"
+            unknown = OutcomeUnknownError(f"{why} while in flight; the action may have run")
+            self._tally(item, unknown)
+            outcome = JobOutcome(
+                job=job, ok=False, result=None, error=unknown, attempts=item.attempts,
+                elapsed=loop.time() - started, index=item.index,
+            )  # fmt: skip
+            entry = (item.index, outcome, item.key, "outcome_unknown")
+            if self._closed:  # nobody will take it: journal it now, never re-sent
+                with contextlib.suppress(JournalError):
+                    self._journal_outcome(item.key, "outcome_unknown")
+            else:
+                self._late.append(entry)  # type: ignore[arg-type]
             raise
         item.attempts += max(1, stats.attempts)
         item.throttled += stats.throttled
@@ -611,23 +797,43 @@ class BulkRun:
             if item.requeues < self._s.max_requeues and not self._stopping:
                 item.requeues += 1
                 self._release(item, False)
+                if journal is not None:
+                    journal.forget(item.key)  # type: ignore[arg-type]  # 429: not handled
                 self._buffered += 1
                 self._priority.append(item)  # parks on the scope until its cool-down ends
                 return
         self._release(item, error is None)
+        if isinstance(error, InvalidRequestError):  # refused before sending: say which job
+            error = _at_index(error, item.index)
+        await self._emit(item, result, error, loop.time() - started)
+
+    async def _emit(
+        self,
+        item: _Item,
+        result: Any,
+        error: BaseException | None,
+        elapsed: float,
+        *,
+        journaled: bool = True,
+    ) -> None:
         self._tally(item, error)
         outcome = JobOutcome(
-            job=job,
-            ok=error is None,
-            result=result,
-            error=error,
-            attempts=item.attempts,
-            elapsed=loop.time() - started,
-        )
+            job=item.job, ok=error is None, result=result, error=error, attempts=item.attempts,
+            elapsed=elapsed, index=item.index,
+        )  # fmt: skip
+        key = item.key if journaled else None
         if self._s.stop_when is not None and not self._stopping and self._s.stop_when(self.report):
             self._stop(f"stop_when returned True after {sum(self._counts.values())} outcomes")
         assert self._out is not None
-        await self._out.put((item.index, outcome))
+        await self._out.put((item.index, outcome, key, _journal_state(error)))
+
+
+def _at_index(error: InvalidRequestError, index: int) -> InvalidRequestError:
+    if str(error).startswith("job at index "):
+        return error
+    located = InvalidRequestError(f"job at index {index}: {error}", field=error.field)
+    located.__cause__ = error
+    return located
 
 
 def _connector_scope(job: ExecuteJob) -> str:
@@ -645,12 +851,13 @@ def execute_many(
     ordered: bool = False,
     deadline: float | None = None,
     stop_when: Callable[[BulkReport], bool] | None = None,
-    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint: str | os.PathLike[str] | Journal | None = None,
     adaptive: AdaptiveLimiter | bool = True,
     scope: Callable[[ExecuteJob], str] | None = None,
     lookahead: int | None = None,
     max_requeues: int = 3,
-    checkpoint_batch: int = 64,
+    default_user: str | None = None,
+    on_skip: Callable[[ExecuteJob, str], None] | None = None,
 ) -> BulkRun:
     """Run ``execute_one`` over ``jobs`` with bounded, fair concurrency; see :class:`BulkRun`.
 
@@ -665,17 +872,22 @@ def execute_many(
         deadline: seconds for the run; then nothing more is dispatched (in-flight calls end
             under their own deadline) and the report says so.
         stop_when: called with the report after each outcome; True stops dispatch.
-        checkpoint: a journal file; jobs it lists as finished are skipped (see module docs).
+        checkpoint: the write-ahead journal: a path (a :class:`SqliteJournal`) or any
+            :class:`Journal`; see the module docs. Locked for the run: a second run on the
+            same journal raises :class:`~alloy_async.errors.JournalLockedError`.
         adaptive: True for an :class:`AdaptiveLimiter` of ``concurrency`` per scope, or your
             own (wire its ``on_throttle`` into the pipeline's throttle listener), or False.
         scope: the adaptive scope of a job; default ``"execute:<connector_id>"``, the scope
             ``actions.execute`` reports to the throttle listener.
         lookahead: jobs read ahead of dispatch (the reach of fairness; bounds memory).
         max_requeues: times a job that ended with a 429 is re-queued after the cool-down.
-        checkpoint_batch: journal lines written per flush + fsync.
+        default_user: the user of jobs without ``user_id`` (the client's ``x-alloy-userid``):
+            their fairness and ``per_user`` key.
+        on_skip: called with ``(job, reason)`` for each job not run because the journal has
+            its key: ``"duplicate"`` (earlier in this run) or ``"done"`` (an earlier run).
     """
     settings = _Settings(
         concurrency, per_user, per_connector, rate, ordered, deadline, stop_when, checkpoint,
-        adaptive, scope, lookahead, max_requeues, checkpoint_batch,
+        adaptive, scope, lookahead, max_requeues, default_user, on_skip,
     )  # fmt: skip
     return BulkRun(execute_one, jobs, settings)

@@ -4,6 +4,8 @@
 
     AlloyError
     ├── ConfigurationError        missing key, bad base URL
+    ├── JournalError              a checkpoint journal cannot be opened or written
+    │   └── JournalLockedError    another run holds the checkpoint (.holder)
     ├── InvalidRequestError       caught before sending: empty id, CR/LF in a header, bad parameters
     ├── APIConnectionError        no answer
     │   ├── APITimeoutError
@@ -35,6 +37,8 @@ __all__ = [
     "ConflictError",
     "InvalidRequestError",
     "InvalidResponseError",
+    "JournalError",
+    "JournalLockedError",
     "NotFoundError",
     "OutcomeUnknownError",
     "PermissionDeniedError",
@@ -52,6 +56,28 @@ class AlloyError(Exception):
 
 class ConfigurationError(AlloyError):
     """The client is misconfigured: a missing API key, a bad base URL, a closed client."""
+
+
+class JournalError(AlloyError):
+    """A checkpoint journal could not be opened, read or written.
+
+    ``execute_many`` never sends a job whose intent the journal could not record: a journal
+    that fails stops the run.
+    """
+
+
+class JournalLockedError(JournalError):
+    """Another run (in this or another process) holds the checkpoint journal.
+
+    Attributes:
+        path: the journal's path.
+        holder: who holds it, as that run recorded it (process id, host, start time).
+    """
+
+    def __init__(self, message: str, *, path: str, holder: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.holder = holder
 
 
 class InvalidRequestError(AlloyError, ValueError):

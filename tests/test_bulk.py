@@ -20,9 +20,11 @@ from alloy_async.errors import (
     OutcomeUnknownError,
     RateLimitError,
 )
+from alloy_async.journal import read_journal
 from alloy_async.limits import AdaptiveLimiter
 from alloy_async.models.bulk import BulkReport, ExecuteJob, JobOutcome
 from alloy_async.retry import RetryPolicy
+from alloy_async.testing import FakeAlloy
 from alloy_async.transports.fake import FakeTransport
 
 pytestmark = pytest.mark.virtual_time
@@ -224,29 +226,28 @@ async def test_outcome_unknown_is_never_resent_but_429_is_requeued() -> None:
 
 
 async def test_checkpoint_resume_runs_each_job_exactly_once(tmp_path: Path) -> None:
-    path = tmp_path / "journal.jsonl"
+    path = tmp_path / "journal.db"
     jobs = [job(i, f"u{i % 9}") for i in range(600)]
     fake = FakeExec(latency=0.1)
-    run = execute_many(fake, jobs, concurrency=20, checkpoint=path, checkpoint_batch=16)
+    run = execute_many(fake, jobs, concurrency=20, checkpoint=path)
     seen = 0
     async for _ in run:
         seen += 1
         if seen == 250:
             break  # interrupted mid-run, jobs in flight
-    await asyncio.sleep(0.01)
+    await run.aclose()  # what the abandoned iterator's finaliser does, without waiting for it
     first = run.report
-    assert fake.cancelled > 0  # in-flight calls were cancelled ...
-    assert first.outcome_unknown == fake.cancelled  # ... and recorded as outcome unknown
-    with path.open("ab") as f:
-        f.write(b'{"key": "torn-line-from-a-cra')  # a crash mid-write
+    # In-flight calls (if the break caught any inside the call rather than waiting for their
+    # intent to commit) were cancelled and recorded as outcome unknown.
+    assert first.outcome_unknown == fake.cancelled
     run2 = execute_many(fake, jobs, concurrency=20, checkpoint=path)
     outcomes = await collect(run2)
     assert run2.report.skipped == first.finished
     assert len(outcomes) == 600 - first.finished
     assert set(fake.calls) == {j.effective_key for j in jobs}
     assert set(fake.calls.values()) == {1}  # every job executed exactly once
-    lines = path.read_bytes().splitlines()
-    assert sum(1 for line in lines if line.startswith(b'{"key":"')) == 600
+    states = dict(read_journal(path))
+    assert len(states) == 600 and "intent" not in states.values()
 
 
 async def test_checkpoint_does_not_journal_not_handled_failures(tmp_path: Path) -> None:
@@ -263,8 +264,7 @@ async def test_checkpoint_does_not_journal_not_handled_failures(tmp_path: Path) 
     for _ in range(2):
         await collect(execute_many(execute, jobs, checkpoint=path, adaptive=False))
     assert calls == {"auth": 1, "busy": 2}  # the 429 is tried again by the rerun
-    entries = [orjson.loads(line) for line in path.read_bytes().splitlines() if line]
-    assert [e["outcome"] for e in entries] == ["failed"]
+    assert [state for _, state in read_journal(path)] == ["failed"]
 
 
 @pytest.mark.parametrize("how", ["break", "aclose", "cancel"])
@@ -330,19 +330,67 @@ async def test_mappings_and_async_iterables_are_accepted() -> None:
     assert seen[0] == ExecuteJob("hubspot", "get", "c", user_id="u")
 
 
-async def test_bad_job_in_the_input_is_raised_after_the_run_stops() -> None:
-    async def execute(j: ExecuteJob, stats: CallStats) -> None:
-        return None
-
-    bad = [
-        {"connectorId": "x", "actionId": "a", "credentialId": "c"},
-        {"connectorId": "x", "oops": 1},
+@pytest.mark.parametrize("journaled", [False, True])
+async def test_one_bad_job_is_one_failed_outcome_and_the_rest_run(
+    tmp_path: Path, journaled: bool
+) -> None:
+    """Issue 9 item 8: a malformed mapping or a body JSON cannot encode is one failed
+    outcome naming the field and the index (journaled as failed); the other jobs run."""
+    fake = FakeAlloy()
+    user = fake.add_user("a@example.com")
+    cred = fake.add_credential(user, "slack")
+    base = {"connectorId": "slack", "actionId": "chat_postMessage", "userId": user}
+    jobs: list[Any] = [
+        {**base, "credentialId": cred, "key": "k0", "requestBody": {"channel": "C", "text": "k0"}},
+        {**base, "key": "k1"},  # credentialId missing
+        {
+            **base,
+            "credentialId": cred,
+            "requestBody": {"channel": "C", "text": "k2", "bad": {1j: 2}},
+        },
+        {**base, "credentialId": cred, "key": "k3", "requestBody": {"channel": "C", "text": "k3"}},
+        ExecuteJob(
+            "slack", "chat_postMessage", cred, user, {"channel": "C", "text": "k4"}, key="k4"
+        ),
     ]
-    run = execute_many(execute, bad)
-    with pytest.raises(InvalidRequestError, match="oops") as info:
-        await collect(run)
-    assert info.value.field == "oops"
-    assert run.report.stopped_early
+    checkpoint = tmp_path / "j.db" if journaled else None
+    async with fake.client() as alloy:
+        run = alloy.actions.execute_many(jobs, checkpoint=checkpoint)
+        outcomes = {o.index: o for o in await collect(run)}
+    ran = [e.request_body["text"] for e in fake.executions]
+    assert sorted(ran) == ["k0", "k3", "k4"]
+    assert sorted(outcomes) == [0, 1, 2, 3, 4]
+    missing, unencodable = outcomes[1].error, outcomes[2].error
+    assert isinstance(missing, InvalidRequestError) and missing.field == "credential_id"
+    assert "index 1" in str(missing) and not outcomes[1].ok
+    assert isinstance(unencodable, InvalidRequestError) and "index 2" in str(unencodable)
+    assert outcomes[1].job == jobs[1]  # the input as given: it could not be made a job
+    if journaled:
+        assert dict(read_journal(tmp_path / "j.db"))["k1"] == "failed"
+
+
+async def test_a_failing_job_source_stops_dispatch_and_still_yields_what_ran() -> None:
+    async def execute(j: ExecuteJob, stats: CallStats) -> None:
+        await asyncio.sleep(1)
+
+    async def source() -> AsyncIterator[ExecuteJob]:
+        for i in range(3):
+            yield job(i, f"u{i}")
+            await asyncio.sleep(0.1)  # virtual time: the workers dispatch each job
+        raise OSError("the jobs file went away")
+
+    run = execute_many(execute, source(), concurrency=8)
+    seen: list[JobOutcome] = []
+
+    async def consume() -> None:
+        async for outcome in run:
+            seen.append(outcome)
+
+    with pytest.raises(OSError, match="went away"):
+        await consume()
+    assert len(seen) == 3 and all(o.ok for o in seen)  # in flight at the failure: finished
+    assert run.report.stopped_early and "went away" in (run.report.stop_reason or "")
+    assert run.report.not_dispatched == 0
 
 
 async def test_429_storm_slows_the_scope_and_every_job_finishes() -> None:

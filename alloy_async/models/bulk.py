@@ -157,6 +157,11 @@ class JobOutcome:
             :class:`~alloy_async.errors.OutcomeUnknownError` means the action may have run.
         attempts: HTTP attempts spent on the job (retries included).
         elapsed: seconds from dispatch to completion.
+        index: the job's position in the input (0-based, skipped jobs not counted).
+
+    A job that could not be built (a mapping with a missing field, a body JSON cannot
+    encode) ends with an :class:`~alloy_async.errors.InvalidRequestError` naming the field
+    and the index; then ``job`` is what the input gave.
     """
 
     job: ExecuteJob
@@ -165,6 +170,7 @@ class JobOutcome:
     error: BaseException | None
     attempts: int
     elapsed: float
+    index: int | None = None
 
 
 @attrs.frozen(slots=True)
@@ -176,7 +182,8 @@ class BulkReport:
         failed: jobs that ended with a definitive error (e.g. a 4xx, or a bad job).
         outcome_unknown: jobs that may or may not have run (sent, then no answer; or
             cancelled while in flight). They are never re-sent automatically.
-        skipped: jobs skipped because the checkpoint says they already finished.
+        skipped: jobs skipped because the journal says an earlier run finished them.
+        duplicates: jobs skipped because a job with the same key came earlier in this run.
         not_dispatched: jobs taken from the input but never started (stop, deadline, close).
         by_error: error class name -> count.
         attempts: HTTP attempts over all jobs.
@@ -191,6 +198,7 @@ class BulkReport:
     failed: int = 0
     outcome_unknown: int = 0
     skipped: int = 0
+    duplicates: int = 0
     not_dispatched: int = 0
     by_error: Mapping[str, int] = attrs.field(factory=dict)
     attempts: int = 0
@@ -210,7 +218,8 @@ class BulkReport:
         lines = [
             f"{self.finished} jobs in {self.wall_time:.2f} s: {self.succeeded} succeeded, "
             f"{self.failed} failed, {self.outcome_unknown} outcome unknown"
-            f"; {self.skipped} skipped (checkpoint), {self.not_dispatched} not dispatched",
+            f"; {self.skipped} skipped (journal), {self.duplicates} duplicates, "
+            f"{self.not_dispatched} not dispatched",
             f"attempts {self.attempts} (retries {self.retries}), "
             f"throttled {self.throttled_seconds:.2f} s",
         ]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._convert import execution_result, structure, structure_list, unwrap
 from .._core import CallStats, decode_json
@@ -19,10 +19,15 @@ from ..pagination import AsyncPaginator
 from ._base import Service, check_id, check_mapping, extras
 
 if TYPE_CHECKING:
+    import os
+
     from ..bulk import BulkRun
+    from ..journal import Journal
     from ..models.bulk import BulkReport, ExecuteJob
 
 __all__ = ["Actions", "catalog_slug"]
+
+T = TypeVar("T")
 
 _EXECUTE = "/connectors/{connectorId}/actions/{actionId}/execute"
 
@@ -218,7 +223,7 @@ class Actions(Service):
         ordered: bool = False,
         deadline: float | None = None,
         stop_when: Callable[[BulkReport], bool] | None = None,
-        checkpoint: str | None = None,
+        checkpoint: str | os.PathLike[str] | Journal | None = None,
         **options: Any,
     ) -> BulkRun:
         """Execute many jobs (one action for many users) under caps, fairly; stream outcomes.
@@ -228,8 +233,10 @@ class Actions(Service):
         ``ordered=True``); ``run.report`` is the :class:`~alloy_async.models.BulkReport`.
         See :func:`alloy_async.bulk.execute_many` for every option.
         """
-        from ..bulk import execute_many
+        from ..bulk import check_caps, execute_many
         from ..limits import AdaptiveLimiter
+
+        check_caps(concurrency, per_user, per_connector)
 
         # A closed client, or one bound to another loop, refuses the run at once instead of
         # failing every job with the same ConfigurationError.
@@ -269,6 +276,7 @@ class Actions(Service):
             stop_when=stop_when,
             checkpoint=checkpoint,
             adaptive=adaptive,
+            default_user=options.pop("default_user", self._requester.user_id),
             **options,
         )
 
@@ -308,15 +316,17 @@ class Actions(Service):
                 answer = await resources_call
                 connected = None
             else:
-                answer, creds = await asyncio.gather(
-                    resources_call,
-                    requester.request_json(
-                        "GET",
-                        "/connectors/{connectorId}/credentials",
-                        path_params=path,
-                        query={"userId": user_id},
-                        user_id=user_id,
-                    ),
+                answer, creds = await _all_or_first_error(
+                    [
+                        resources_call,
+                        requester.request_json(
+                            "GET",
+                            "/connectors/{connectorId}/credentials",
+                            path_params=path,
+                            query={"userId": user_id},
+                            user_id=user_id,
+                        ),
+                    ]
                 )
                 connected = bool(structure_list(creds, Credential, "credentials", "data"))
             resources = structure_list(answer, Resource, "resources", "data")
@@ -339,7 +349,7 @@ class Actions(Service):
                 state["ids"] = await connector_ids()
             start = int(cursor or 0)
             batch = state["ids"][start : start + concurrency]
-            results = await asyncio.gather(*(one(c) for c in batch))
+            results = await _all_or_first_error([one(c) for c in batch])
             end = start + len(batch)
             return {
                 "items": [item for chunk in results for item in chunk],
@@ -387,6 +397,20 @@ def execute_body(
                 ) from None
         body["additionalHeaders"] = headers
     return body
+
+
+async def _all_or_first_error(calls: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run ``calls`` together; on the first failure cancel the rest, wait for them, and raise
+    that failure itself (not an ExceptionGroup: callers catch ``AlloyError`` subclasses).
+
+    Unlike a bare ``gather``, no call is left running unobserved after a failure."""
+    tasks: list[asyncio.Task[T]] = []
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(call) for call in calls]
+    except BaseExceptionGroup as group_error:
+        raise group_error.exceptions[0] from None
+    return [task.result() for task in tasks]
 
 
 async def _then(awaitable: Any, fn: Callable[[Any], Any]) -> Any:
