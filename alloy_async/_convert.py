@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import types
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, TypeVar, Union, get_args, get_origin
 
@@ -126,13 +126,13 @@ def _to_datetime(value: Any) -> datetime | None:
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             # Epoch seconds, or milliseconds when too large to be seconds.
             seconds = value / 1000 if abs(value) > 1e11 else value
-            return datetime.fromtimestamp(seconds, tz=timezone.utc)
+            return datetime.fromtimestamp(seconds, tz=UTC)
         else:
             return None
     except (ValueError, OverflowError, OSError):
         return None
     # A timestamp without an offset is taken as UTC, so every datetime we return is aware.
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _to_mapping(value: Any) -> Any:

@@ -447,7 +447,7 @@ class Requester:
                     response = await asyncio.wait_for(
                         self._shared.transport.send(request), remaining
                     )
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise self._deadline_error(call, sent=True) from None
         except (APIConnectionError, APITimeoutError) as exc:
             error: AlloyError = exc

@@ -365,17 +365,20 @@ class BulkRun:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        # The consumer is gone: what it did not take is journaled as it ended.
-        self._ack()
+        # The consumer is gone: what it did not take is journaled as it ended. (A journal
+        # that has failed cannot take it; its intents make a rerun report those jobs as
+        # outcome-unknown, never send them.)
         pending: list[Any] = [*self._late, *self._reorder.values()]
         self._late.clear()
         self._reorder.clear()
         if self._out is not None:
             while not self._out.empty():
                 pending.append(self._out.get_nowait())
-        for entry in pending:
-            if entry is not _DONE:
-                self._journal_outcome(entry[2], entry[3])
+        with contextlib.suppress(JournalError):
+            self._ack()
+            for entry in pending:
+                if entry is not _DONE:
+                    self._journal_outcome(entry[2], entry[3])
         # A consumer waiting in `async for` (another task) must learn that the run ended; the
         # workers' own end-of-run path is skipped once the run is closed.
         if self._out is not None and not self._all_done:
@@ -756,6 +759,8 @@ class BulkRun:
                     self._stop(f"the journal failed: {exc}")
                     await self._emit(item, None, exc, 0.0, journaled=False)
                     return
+                if self._stopping:  # stopped while the intent was committing: not sent
+                    raise asyncio.CancelledError
             started = loop.time()
             sent = True
             self._sending.add(task)

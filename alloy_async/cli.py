@@ -30,8 +30,9 @@ import attrs
 import orjson
 
 from . import __version__
+from ._cli_bulk import BulkOptions, run_bulk
 from .client import AlloyClient
-from .errors import AlloyError, APIStatusError, ConfigurationError
+from .errors import AlloyError, ConfigurationError
 from .models import ExecuteJob, JobOutcome
 from .sandbox import SandboxServer, fault_plan, parse_duration
 from .testing.fake import FakeAlloy
@@ -353,165 +354,66 @@ async def _drain(run: Any, total: int | None, *, show: bool) -> list[JobOutcome]
 
 @main.command()
 @common
-@click.argument("jobs_file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("jobs_file", type=click.Path(allow_dash=True))
 @click.option(
     "--out",
     "out_path",
     required=True,
-    type=click.Path(dir_okay=False, allow_dash=True),
+    type=click.Path(allow_dash=True),
     help="Where one JSON outcome per line goes (appended to; - for stdout).",
 )
-@click.option("--concurrency", default=32, show_default=True)
-@click.option("--per-user", type=int, default=None)
-@click.option("--per-connector", type=int, default=None)
-@click.option("--rate", type=float, default=None, help="Requests per second.")
+@click.option("--concurrency", default=32, show_default=True, help="Jobs in flight (>= 1).")
+@click.option("--per-user", type=int, default=None, help="Jobs in flight per user (>= 1).")
+@click.option(
+    "--per-connector", type=int, default=None, help="Jobs in flight per connector (>= 1)."
+)
+@click.option("--rate", type=float, default=None, help="Requests per second (> 0).")
 @click.option(
     "--checkpoint",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     default=None,
-    help="Journal of finished jobs: a rerun skips them.",
+    help="Journal of finished jobs: a rerun skips them (one run at a time per journal).",
+)
+@click.option(
+    "--grace",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds jobs in flight get to finish after SIGTERM or SIGINT.",
 )
 @click.option("--ordered", is_flag=True, help="Write outcomes in input order.")
 def bulk(
-    api_key: str | None,
-    base_url: str | None,
-    sandbox: bool,
-    as_json: bool,
-    jobs_file: str,
-    out_path: str,
-    concurrency: int,
-    per_user: int | None,
-    per_connector: int | None,
-    rate: float | None,
-    checkpoint: str | None,
-    ordered: bool,
+    api_key: str | None, base_url: str | None, sandbox: bool, as_json: bool, **opts: Any
 ) -> None:
-    """Execute every job of a JSON Lines file; write one outcome per line.
+    """Execute every job of a JSON Lines file (- for stdin); write one outcome per line.
 
     Each input line is an object with connectorId, actionId, credentialId and optionally
     userId, requestBody, queryParameters, pathParams, additionalHeaders, key (snake_case works
-    too). Bad lines are reported with their line number and skipped.
+    too). Bad lines (not UTF-8, not JSON, not a job) and, with --checkpoint, repeated keys are
+    reported on stderr with their line number and skipped. Jobs are read as they arrive: with
+    -, a job written to stdin runs while stdin stays open.
+
+    SIGTERM or SIGINT stops dispatch and gives jobs in flight --grace seconds to finish; a
+    second signal gives up on them at once (their outcome is unknown). Every job that was
+    dispatched gets its outcome line; jobs never dispatched get none, and a rerun with the
+    same --checkpoint runs them (and never re-sends a finished or outcome-unknown job).
+
+    \b
+    Exit codes:
+      0    every job succeeded
+      1    a bad line, a duplicate, a failed or outcome-unknown job, or an error
+      2    bad options or files, or the --checkpoint is in use by another run
+      130  stopped by SIGINT (128 + 2)
+      143  stopped by SIGTERM (128 + 15)
     """
-    out = sys.stdout if out_path == "-" else open(out_path, "a", encoding="utf-8")  # noqa: SIM115
-    try:
-        report = _run(
-            _bulk(
-                api_key,
-                base_url,
-                sandbox,
-                jobs_file,
-                out,
-                concurrency,
-                per_user,
-                per_connector,
-                rate,
-                checkpoint,
-                ordered,
-            )
-        )
-    finally:
-        if out is not sys.stdout:
-            out.close()
-    if report["bad_lines"] or report["failed"] or report["outcome_unknown"]:
-        sys.exit(1)
+    settings = BulkOptions(**opts)
 
+    def client(**kwargs: Any) -> contextlib.AbstractAsyncContextManager[AlloyClient]:
+        return _client(api_key, base_url, sandbox, **kwargs)
 
-async def _bulk(
-    api_key: str | None,
-    base_url: str | None,
-    sandbox: bool,
-    jobs_file: str,
-    out: Any,
-    concurrency: int,
-    per_user: int | None,
-    per_connector: int | None,
-    rate: float | None,
-    checkpoint: str | None,
-    ordered: bool,
-) -> dict[str, Any]:
-    lines_of: dict[int, int] = {}
-    bad = 0
-
-    def jobs() -> Iterator[ExecuteJob]:
-        nonlocal bad
-        stream = sys.stdin if jobs_file == "-" else open(jobs_file, encoding="utf-8")  # noqa: SIM115
-        with stream:
-            for number, line in enumerate(stream, 1):
-                if not line.strip():
-                    continue
-                try:
-                    raw = json.loads(line)
-                    if not isinstance(raw, dict):
-                        raise ValueError("a job must be a JSON object")
-                    job = ExecuteJob.from_mapping(raw)
-                except (ValueError, TypeError, AlloyError) as exc:
-                    bad += 1
-                    err_console.print(f"[red]line {number}[/]: {exc}", highlight=False)
-                    continue
-                lines_of[id(job)] = number
-                yield job
-
-    async with _client(api_key, base_url, sandbox, max_connections=max(concurrency, 1)) as alloy:
-        run = alloy.actions.execute_many(
-            jobs(),
-            concurrency=concurrency,
-            per_user=per_user,
-            per_connector=per_connector,
-            rate=rate,
-            ordered=ordered,
-            checkpoint=checkpoint,
-        )
-        show = sys.stderr.isatty()
-        progress = (
-            Progress(
-                TextColumn("[bold]bulk"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=err_console,
-            )
-            if show
-            else None
-        )
-        with progress if progress is not None else contextlib.nullcontext():
-            task = progress.add_task("jobs", total=None) if progress is not None else None
-            async with run:
-                async for outcome in run:
-                    line = lines_of.pop(id(outcome.job), None)
-                    out.write(orjson.dumps(outcome_json(outcome, line)).decode() + "\n")
-                    if progress is not None and task is not None:
-                        progress.advance(task)
-            out.flush()
-        report = run.report
-    err_console.print(report.summary(), highlight=False)
-    if bad:
-        err_console.print(f"{bad} bad line(s) skipped", highlight=False)
-    return {"bad_lines": bad, "failed": report.failed, "outcome_unknown": report.outcome_unknown}
-
-
-def outcome_json(outcome: JobOutcome, line: int | None) -> dict[str, Any]:
-    """One JSON object per outcome: the job key, ok, the result or a typed error."""
-    job = outcome.job
-    row: dict[str, Any] = {
-        "line": line,
-        "key": job.key or job.effective_key,
-        "userId": job.user_id,
-        "connectorId": job.connector_id,
-        "actionId": job.action_id,
-        "ok": outcome.ok,
-        "attempts": outcome.attempts,
-        "elapsed": round(outcome.elapsed, 6),
-    }
-    if outcome.ok:
-        result = outcome.result
-        row["data"] = getattr(result, "data", result)
-        row["requestId"] = getattr(result, "request_id", None)
-    else:
-        err = outcome.error
-        row["error"] = {"type": type(err).__name__, "message": str(err)}
-        if isinstance(err, APIStatusError):
-            row["error"].update(status=err.status, code=err.code, requestId=err.request_id)
-    return row
+    code = run_bulk(settings, client)
+    if code:
+        sys.exit(code)
 
 
 # -- sandbox -------------------------------------------------------------------------------

@@ -259,7 +259,7 @@ class SqliteJournal:
         """Keys whose intent an earlier run left without an outcome (it died mid-call).
 
         A consumer that keeps its own record of outcomes (the CLI's ``--out`` file) can
-        settle them with :meth:`record` before the run starts: a process killed between
+        settle them with :meth:`settle` before the run starts: a process killed between
         writing an outcome and journaling it would otherwise report that job a second time,
         as outcome-unknown (it is never sent again either way).
         """
@@ -292,6 +292,14 @@ class SqliteJournal:
     def record(self, key: str, state: State) -> None:
         """Record ``key``'s outcome; see :class:`Journal`."""
         self._put(key, (state, self._run_id), None)
+
+    def settle(self, key: str, state: State) -> None:
+        """Record the outcome of a :meth:`dangling` key from the caller's own records.
+
+        Unlike :meth:`record` it is filed under no run of its own, so the run that follows
+        skips the key as done by an earlier run (not as a duplicate of its own).
+        """
+        self._put(key, (state, "settled"), None)
 
     def forget(self, key: str) -> None:
         """Remove ``key`` (never sent); see :class:`Journal`."""

@@ -9,7 +9,7 @@ YAML files so they cannot drift.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ def _load(name: str) -> dict[str, Any]:
 GENERATED = _load("alloy_generated_openapi_examples.json")
 DETAILS = _load("connector_action_details_examples.json")
 QUICK = _load("quick_start_examples.json")
-UTC = timezone.utc
+UTC = UTC
 
 
 # --- alloy-generated-openapi.yaml ------------------------------------------------------------

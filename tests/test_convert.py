@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import attrs
@@ -35,7 +35,7 @@ from alloy_async.models import (
     User,
 )
 
-UTC = timezone.utc
+UTC = UTC
 MODELS: list[type[Any]] = [
     User,
     Connector,

@@ -16,6 +16,7 @@ import pytest
 
 from alloy_async.errors import (
     InvalidRequestError,
+    JournalError,
     JournalLockedError,
     NotFoundError,
     OutcomeUnknownError,
@@ -322,3 +323,35 @@ async def test_catalog_cancels_its_other_calls_when_one_fails() -> None:
         # nothing of the catalog is still running once the error has reached the caller
         assert asyncio.all_tasks() == before
         assert fake.in_flight == 0
+
+
+class _FailingJournal(SqliteJournal):
+    """A journal whose disk fills up after ``ok`` intents."""
+
+    def __init__(self, path: Path, ok: int) -> None:
+        super().__init__(path)
+        self.ok = ok
+        self.intended: list[str] = []
+
+    async def intend(self, key: str) -> None:
+        if len(self.intended) >= self.ok:
+            raise JournalError("database or disk is full")
+        await super().intend(key)
+        self.intended.append(key)
+
+
+async def test_a_failing_journal_stops_the_run_and_nothing_is_sent_without_an_intent(
+    tmp_path: Path,
+) -> None:
+    fake = FakeAlloy(latency=0.01)
+    [(user, cred)] = _setup(fake)
+    journal = _FailingJournal(tmp_path / "full.db", ok=5)
+    async with fake.client() as alloy:
+        run = alloy.actions.execute_many(
+            [_job(user, cred, f"k{i}") for i in range(100)], concurrency=4, checkpoint=journal
+        )
+        outcomes = await _collect(run)
+    assert sorted(_executed(fake)) == sorted(journal.intended)  # sent == intended, no more
+    failed = [o for o in outcomes if isinstance(o.error, JournalError)]
+    assert failed and all(not o.ok for o in failed)
+    assert run.report.stopped_early and "journal" in (run.report.stop_reason or "")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -301,7 +301,7 @@ async def test_credentials_oauth_flow(fake: FakeAlloy, alloy: AlloyClient) -> No
     assert [c.credential_id for c in listed] == [cred_id]
     assert isinstance(listed[0], Credential)
     assert listed[0].type == "slack-oauth2"
-    assert listed[0].created_at is not None and listed[0].created_at.tzinfo == timezone.utc
+    assert listed[0].created_at is not None and listed[0].created_at.tzinfo == UTC
     assert isinstance(listed[0].created_at, datetime)
     await alloy.credentials.delete("slack", cred_id, user_id=uid)
     assert wire(last(fake)) == ("DELETE", f"/connectors/slack/credentials/{cred_id}", None)

@@ -540,7 +540,7 @@ class FakeAlloy:
 
         self._clock += 1.0
         return (
-            datetime.datetime.fromtimestamp(self._clock, datetime.timezone.utc)
+            datetime.datetime.fromtimestamp(self._clock, datetime.UTC)
             .isoformat(timespec="milliseconds")
             .replace("+00:00", "Z")
         )
