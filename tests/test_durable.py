@@ -23,7 +23,7 @@ from alloy_async.errors import (
 )
 from alloy_async.journal import SqliteJournal, read_journal
 from alloy_async.models import ExecuteJob, JobOutcome
-from alloy_async.testing import FakeAlloy
+from alloy_async.testing import FakeAlloy, Fault
 
 
 def _setup(fake: FakeAlloy, users: int = 1) -> list[tuple[str, str]]:
@@ -316,7 +316,8 @@ async def test_catalog_cancels_its_other_calls_when_one_fails() -> None:
     fake = FakeAlloy(latency=0.05)
     before = asyncio.all_tasks()
     async with fake.client() as alloy:
-        fake.fail("connectors.resources", 404)
+        # the first connector fails at once; the others are still in flight (5 s)
+        fake.script("connectors.resources", Fault(status=404), *[Fault(delay=5.0)] * 8)
         with pytest.raises(NotFoundError):
             await alloy.actions.catalog(concurrency=8).to_list()
         # nothing of the catalog is still running once the error has reached the caller
