@@ -50,6 +50,9 @@ logger = logging.getLogger("alloy_async")
 ThrottleListener = Callable[[str, float | None], None]
 
 _REDACTED = "[REDACTED]"
+#: How long past a call's deadline ``wait_for`` waits for a transport that enforces its own
+#: timeout (which fires first, at the deadline, and knows whether the request was sent).
+_BACKSTOP = 0.5
 _SENSITIVE_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "x-alloy-user-token", "cookie"}
 )
@@ -443,12 +446,7 @@ class Requester:
                 remaining = call.deadline_at - started
                 if remaining <= 0:
                     raise self._deadline_error(call, sent=False)
-                try:
-                    response = await asyncio.wait_for(
-                        self._shared.transport.send(request), remaining
-                    )
-                except TimeoutError:
-                    raise self._deadline_error(call, sent=True) from None
+                response = await self._send_within(call, remaining)
         except (APIConnectionError, APITimeoutError) as exc:
             error: AlloyError = exc
             self._log_failure(call, exc, loop.time() - started if timed else 0.0)
@@ -472,6 +470,35 @@ class Requester:
                 self.throttle_listener(call.scope, retry_after)
             self._log_failure(call, error, loop.time() - started if timed else 0.0)
         raise self._next_step(call, error, retry_after)
+
+    async def _send_within(self, call: _Call, remaining: float) -> Response:
+        """Send one attempt that must end within ``remaining`` seconds (the call's deadline).
+
+        A transport that enforces ``Request.timeout`` itself (``enforces_timeout = True``, as
+        AiohttpTransport does) is given the deadline as the attempt's timeout: it alone can
+        tell a deadline spent waiting for a pooled connection or connecting (never sent,
+        retried) from one spent after writing (maybe sent). ``wait_for`` is then only a
+        backstop, a little later; for other transports it is the deadline, and reports
+        "maybe sent".
+        """
+        transport = self._shared.transport
+        request = call.request
+        if not getattr(transport, "enforces_timeout", False):
+            try:
+                return await asyncio.wait_for(transport.send(request), remaining)
+            except TimeoutError:
+                raise self._deadline_error(call, sent=True) from None
+        cut = request.timeout is None or request.timeout > remaining
+        if cut:
+            request = attrs.evolve(request, timeout=remaining)
+        try:
+            return await asyncio.wait_for(transport.send(request), remaining + _BACKSTOP)
+        except TimeoutError:
+            raise self._deadline_error(call, sent=True) from None
+        except APITimeoutError as exc:
+            if cut:
+                raise self._deadline_error(call, sent=exc.sent) from exc
+            raise
 
     def _next_step(
         self, call: _Call, error: AlloyError, retry_after: float | None

@@ -7,7 +7,9 @@ exception is translated here, in :func:`_translate`, and none escapes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import math
 from typing import Any
 
 import aiohttp
@@ -28,20 +30,82 @@ __all__ = ["AiohttpTransport"]
 #: Default cap on one response body: big enough for any Alloy answer, small enough to be safe.
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
+#: Default seconds an idle pooled connection is kept. It must be shorter than the idle timeout
+#: of the server at the other end: a server closes an idle keep-alive connection on its own,
+#: and a request written into a connection whose FIN is still in flight fails after it may have
+#: been sent, so a POST execute ends as OutcomeUnknownError for nothing. Common server idle
+#: timeouts are 5 s (Node.js http, uvicorn, Apache) and 2 s (gunicorn); 1.5 s stays below all of
+#: them with room for one round trip (the server's idle clock starts before ours). The price is a
+#: new connection after a 1.5 s lull; pass a larger value when a load balancer with a known,
+#: longer idle timeout (e.g. 60 s) is in front.
+DEFAULT_KEEPALIVE_TIMEOUT = 1.5
 
-def _translate(exc: BaseException, request: Request) -> AlloyError:
+#: Set on an exception that left :meth:`_PhaseConnector.connect`: the request was not sent.
+_BEFORE_SENDING = "_alloy_raised_before_sending"
+
+
+class _PhaseConnector(aiohttp.TCPConnector):
+    """A :class:`aiohttp.TCPConnector` that marks every exception raised while connecting.
+
+    ``connect()`` (a documented connector method) covers waiting for a free pool slot,
+    resolving and connecting; aiohttp writes nothing of the request before it returns. So an
+    exception that leaves it (a timeout's cancellation included) proves "never sent",
+    whichever aiohttp timer fired: this does not depend on the order of timers. On success
+    this costs one coroutine frame per request, nothing else (no tracing, no context vars).
+    """
+
+    async def connect(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().connect(*args, **kwargs)
+        except BaseException as exc:
+            # Every exception has a __dict__; if one did not, it would stay unmarked and be
+            # reported as "maybe sent": the safe side.
+            with contextlib.suppress(AttributeError):
+                setattr(exc, _BEFORE_SENDING, True)
+            raise
+
+
+def _raised_before_sending(exc: BaseException) -> bool:
+    """Whether ``exc`` came out of :meth:`_PhaseConnector.connect`.
+
+    When aiohttp's ``total`` timer fires during ``connect()``, the cancellation (marked) becomes
+    a TimeoutError raised from it, hence the look at the cause (``from exc``) and the context
+    (older aiohttp raises ``from None``, which keeps ``__context__``).
+    """
+    return (
+        getattr(exc, _BEFORE_SENDING, False)
+        or getattr(exc.__cause__, _BEFORE_SENDING, False)
+        or getattr(exc.__context__, _BEFORE_SENDING, False)
+    )
+
+
+def _translate(exc: BaseException, request: Request, connecting: bool = False) -> AlloyError:
     """Map one aiohttp / OS failure to the error tree, telling "not sent" from "sent".
 
+    ``connecting`` is True when the failure is known to come from waiting for a pooled
+    connection or connecting (see :class:`_PhaseConnector`): nothing was written then.
     Order matters: the most specific classes come first.
     """
     m, p = request.method, request.path
     # The connection was never made: nothing reached the server.
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return APITimeoutError(f"timed out connecting: {exc}", method=m, path=p, sent=False)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError) or (
+        connecting and isinstance(exc, asyncio.TimeoutError)
+    ):
+        return APITimeoutError(
+            "timed out waiting for a connection (none was free in the pool, or connecting "
+            "took too long); the request was not sent",
+            method=m,
+            path=p,
+            sent=False,
+        )
     if isinstance(exc, aiohttp.ClientConnectorError):
         return APIConnectionError(f"could not connect: {exc}", method=m, path=p)
     if isinstance(exc, aiohttp.InvalidURL):
         return InvalidRequestError(f"invalid URL for {m} {p}")
+    if connecting:
+        return APIConnectionError(
+            f"could not connect: {type(exc).__name__}: {exc}", method=m, path=p
+        )
     # From here on the request may have been written: the server may have acted.
     if isinstance(exc, (aiohttp.SocketTimeoutError, asyncio.TimeoutError)):
         return APITimeoutError("timed out waiting for the answer", method=m, path=p, sent=True)
@@ -56,14 +120,29 @@ def _translate(exc: BaseException, request: Request) -> AlloyError:
     )
 
 
-@functools.lru_cache(maxsize=64)
-def _client_timeout(t: float | None) -> aiohttp.ClientTimeout:
-    """The attempt budget ``t``: ``total`` bounds the whole attempt and ``connect`` (which
-    includes waiting for a pooled connection) tells "never sent" apart. A ``sock_read`` of the
-    same ``t`` could never fire before ``total`` does (it starts later) and maps to the same
-    error, so it is left out: it cost a timer re-armed on every chunk read. One immutable
-    object per value is shared by all requests."""
-    return aiohttp.ClientTimeout(total=t, connect=t)
+@functools.lru_cache(maxsize=128)
+def _client_timeout(t: float | None, marked: bool) -> aiohttp.ClientTimeout:
+    """The attempt budget ``t`` as one immutable, shared object per value.
+
+    ``total`` bounds the whole attempt: waiting for a pooled connection, connecting, writing
+    and reading. It is the only timer needed: when it fires during ``connect()``,
+    :class:`_PhaseConnector` marks the exception, which tells "never sent" apart. (The former
+    ``connect=t`` could not: it starts after ``total``, so with the same value ``total`` always
+    fired first and a pool wait was reported as sent.) A ``sock_read`` of the same ``t`` could
+    never fire before ``total`` and cost a timer re-armed on every chunk read: left out too.
+
+    With a caller's session nothing is marked (its connector is not ours): ``connect`` is
+    then set a little below ``total`` so that, normally, a pool wait or a slow connect ends
+    with aiohttp's ConnectionTimeoutError (never sent) before ``total`` fires.
+
+    ``ceil_threshold=inf``: aiohttp rounds timeouts >= 5 s up to a whole second of the loop
+    clock, which would stretch the budget by up to 1 s and could make the two timers above tie.
+    """
+    if t is None:
+        return aiohttp.ClientTimeout(total=None, ceil_threshold=math.inf)
+    if marked:
+        return aiohttp.ClientTimeout(total=t, ceil_threshold=math.inf)
+    return aiohttp.ClientTimeout(total=t, connect=t - min(0.1, t / 10), ceil_threshold=math.inf)
 
 
 class AiohttpTransport:
@@ -73,7 +152,8 @@ class AiohttpTransport:
         max_connections: the connection pool size (``TCPConnector(limit=...)``).
         session: a caller-owned session to use instead; it is not closed by :meth:`aclose`.
         max_response_bytes: larger answers raise :class:`ResponseTooLargeError`.
-        keepalive_timeout: seconds an idle pooled connection is kept.
+        keepalive_timeout: seconds an idle pooled connection is kept; keep it below the
+            server's own idle timeout (see :data:`DEFAULT_KEEPALIVE_TIMEOUT`).
         connector_kwargs: extra keyword arguments for :class:`aiohttp.TCPConnector`
             (``ssl``, ``local_addr``, ...).
 
@@ -81,13 +161,17 @@ class AiohttpTransport:
     from another loop raises :class:`ConfigurationError` instead of "Event loop is closed".
     """
 
+    #: ``Request.timeout`` bounds each attempt here, and a timeout says whether the request
+    #: was sent: the pipeline hands a call's deadline to it (see ``Requester._send_within``).
+    enforces_timeout = True
+
     def __init__(
         self,
         *,
         max_connections: int = 100,
         session: aiohttp.ClientSession | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        keepalive_timeout: float = 30.0,
+        keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT,
         connector_kwargs: dict[str, Any] | None = None,
     ) -> None:
         if max_connections < 1:
@@ -112,7 +196,7 @@ class AiohttpTransport:
                 "this client was first used in another event loop; create one client per loop"
             )
         if self._session is None:
-            connector = aiohttp.TCPConnector(
+            connector = _PhaseConnector(
                 limit=self._max_connections,
                 limit_per_host=0,
                 keepalive_timeout=self._keepalive_timeout,
@@ -131,7 +215,8 @@ class AiohttpTransport:
     async def send(self, request: Request) -> Response:
         """Send one request; see :class:`~alloy_async.transports.base.Transport`."""
         session = self._get_session()
-        timeout = _client_timeout(request.timeout)
+        # Our own session's connector marks what it raises (_PhaseConnector); a caller's does not.
+        timeout = _client_timeout(request.timeout, self._owns_session)
         try:
             async with session.request(
                 request.method,
@@ -158,8 +243,8 @@ class AiohttpTransport:
                     path=request.path,
                 ) from None
             raise
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise _translate(exc, request) from exc
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise _translate(exc, request, _raised_before_sending(exc)) from exc
 
     async def _read(self, resp: aiohttp.ClientResponse, request: Request) -> bytes:
         cap = self._max_response_bytes
