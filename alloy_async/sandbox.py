@@ -5,7 +5,9 @@ The same simulator as the tests, reachable by any HTTP client, with fault inject
 answering 429 with ``Retry-After``, ``GET /_sandbox/stats`` reporting peaks in flight, and
 ``GET /_sandbox/executions`` listing every action it really executed (the judge of "was
 anything done twice").
-It only ever binds loopback addresses.
+It only ever binds loopback addresses. Requests are routed on their path and query alone (never
+on the ``Host`` header), and every answer, the server's own errors included (unknown route,
+malformed request, body too large), is JSON in the API's error shape.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import asyncio
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import attrs
 import orjson
@@ -23,11 +26,22 @@ from aiohttp import web
 
 from ._http import Request, is_loopback
 from .errors import ConfigurationError
-from .testing.fake import FakeAlloy, FaultPlan, SimulatedDisconnect
+from .testing.fake import FakeAlloy, FaultPlan, SimulatedDisconnect, error_body
 
 __all__ = ["SandboxServer", "parse_duration", "parse_faults"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|us)?\s*$")
+_ABSOLUTE_FORM = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_MAX_BODY = 16 * 1024 * 1024
+_HANDLER_ARGS: dict[str, Any] = {"access_log": None}  # no access log
+#: Error codes for the answers the server gives itself (FakeAlloy answers the rest).
+_CODES = {
+    400: "BAD_REQUEST",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+    429: "RATE_LIMITED",
+}
 
 
 def parse_duration(text: str) -> float:
@@ -115,6 +129,8 @@ class SandboxServer:
         self.rate_limited = 0
         self._limit = _RateLimit(rate_limit, burst) if rate_limit else None
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
+        self._origin = ""
 
     @property
     def url(self) -> str:
@@ -126,25 +142,43 @@ class SandboxServer:
 
     async def start(self) -> str:
         """Start serving; returns the base URL."""
-        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app = web.Application(client_max_size=_MAX_BODY, middlewares=[_json_errors])
         app.router.add_get("/_sandbox/stats", self._stats)
         app.router.add_get("/_sandbox/executions", self._executions)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # [\s\S]: a decoded path may hold a newline (%0A), which "." would not match.
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self._handle)
+        runner = web.AppRunner(app, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, backlog=1024)
-        await site.start()
+        server = runner.server
+        if server is None:  # pragma: no cover - setup() sets it
+            raise RuntimeError("aiohttp's runner did not set up a server")
+        loop = asyncio.get_running_loop()
+        try:
+            # Not a TCPSite: connections get the handler that answers aiohttp's own errors in JSON.
+            self._server = await loop.create_server(
+                lambda: _JSONErrorsHandler(server, loop=loop, **_HANDLER_ARGS),
+                self.host,
+                self.port,
+                backlog=1024,
+            )
+        except BaseException:
+            await runner.cleanup()
+            raise
         self._runner = runner
-        sockets: Any = getattr(site._server, "sockets", None)
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._origin = self.url
         return self.url
 
     async def close(self) -> None:
         """Stop serving and close every connection."""
         runner, self._runner = self._runner, None
+        listener, self._server = self._server, None
+        if listener is not None:
+            listener.close()
         if runner is not None:
             await runner.cleanup()
+        if listener is not None:
+            await listener.wait_closed()
 
     async def __aenter__(self) -> SandboxServer:
         await self.start()
@@ -169,26 +203,23 @@ class SandboxServer:
             wait = self._limit.take()
             if wait is not None:
                 self.rate_limited += 1
-                error = {
-                    "error": {
-                        "source": "CONNECTIVITY_API",
-                        "code": "RATE_LIMITED",
-                        "message": "Too many requests",
-                    }
-                }
-                return web.Response(
-                    status=429,
-                    body=orjson.dumps(error),
-                    content_type="application/json",
+                return _json_error(
+                    429,
+                    "Too many requests",
                     headers={"Retry-After": str(max(1, math.ceil(wait)))},
                 )
+        try:
+            path, query = _split_target(request.raw_path)
+        except ValueError as exc:
+            return _json_error(400, str(exc), code="INVALID_PATH")
         body = await request.read()
+        # The URL is the server's own address plus the path: the Host header plays no part.
         sdk_request = Request(
             method=request.method,
-            url=f"http://{request.host}{request.raw_path}",
+            url=self._origin + path + (f"?{query}" if query else ""),
             headers=_lower(request.headers),
             body=body or None,
-            path=request.raw_path.split("?", 1)[0],
+            path=path,
         )
         try:
             response = await self.fake.process(sdk_request)
@@ -198,6 +229,81 @@ class SandboxServer:
                 request.transport.close()
             raise asyncio.CancelledError from None
         return web.Response(status=response.status, body=response.body, headers=response.headers)
+
+
+def _split_target(target: str) -> tuple[str, str]:
+    """The path and the query of a request target, as sent (still percent-encoded).
+
+    Takes the origin form (``/users/x?y=1``) or the absolute form (``http://h/users/x``, whose
+    authority is ignored like the ``Host`` header); a fragment is dropped.
+
+    Raises:
+        ValueError: any other form (``*``, ``host:port``), or a ``.``/``..`` segment (raw or
+            percent-encoded), which would name a different resource once normalized.
+    """
+    if target.startswith("/"):
+        path, _, query = target.partition("#")[0].partition("?")
+    elif _ABSOLUTE_FORM.match(target):
+        parts = urlsplit(target)
+        path, query = parts.path or "/", parts.query
+    else:
+        raise ValueError("the request target must be a path starting with /")
+    if any(unquote(segment) in (".", "..") for segment in path.split("/")):
+        raise ValueError("the path may not hold '.' or '..' segments")
+    return path, query
+
+
+def _json_error(
+    status: int, message: str, *, code: str | None = None, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """An answer of the server's own, in the API's error shape."""
+    if code is None:
+        code = _CODES.get(status) or ("INTERNAL_ERROR" if status >= 500 else "HTTP_ERROR")
+    return web.Response(
+        status=status,
+        body=error_body(status, code, message),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """aiohttp's own answers (no route, body too large, ...) in the API's JSON error shape."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        allow = exc.headers.get("Allow")
+        return _json_error(exc.status, exc.reason, headers={"Allow": allow} if allow else None)
+
+
+class _JSONErrorsHandler(web.RequestHandler):
+    """aiohttp's connection handler, answering what it refuses before any middleware runs
+    (a malformed request, a request line or header over the size limit) and handler crashes
+    in the API's JSON error shape instead of text."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs; raises if an answer began
+        if status >= 500:
+            text = "the sandbox failed" + (f": {type(exc).__name__}" if exc is not None else "")
+        else:
+            # aiohttp's reason, without the request bytes it quotes after the colon.
+            reason = (message or "").strip().partition(":")[0].partition("\n")[0]
+            text = "malformed HTTP request" + (f": {reason[:200]}" if reason else "")
+        response = _json_error(status, text)
+        response.force_close()
+        return response
 
 
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:

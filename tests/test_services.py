@@ -327,12 +327,15 @@ async def test_credentials_api_key_flow(fake: FakeAlloy, alloy: AlloyClient) -> 
 
 
 async def test_credentials_create_errors(fake: FakeAlloy, alloy: AlloyClient) -> None:
-    """Unsupported auth types and missing inputs are typed errors; oauth2 needs redirect_uri."""
+    """Unsupported auth types and missing inputs are typed errors; a redirect_uri must be
+    absolute (it is optional: see test_credentials_create.py)."""
     uid = fake.add_user("x@example.com")
     with pytest.raises(UnprocessableEntityError):
         await alloy.credentials.create("slack", user_id=uid, authentication_type="apiKey")
     with pytest.raises(InvalidRequestError) as info:
-        await alloy.credentials.create("slack", user_id=uid, authentication_type="oauth2")
+        await alloy.credentials.create(
+            "slack", user_id=uid, authentication_type="oauth2", redirect_uri="/cb"
+        )
     assert info.value.field == "redirect_uri"
     with pytest.raises(BadRequestError, match="authConfigId"):
         await alloy.credentials.create(

@@ -54,9 +54,10 @@ class Credentials(Service):
     ) -> CredentialCreated:
         """Create a credential for a user.
 
-        * OAuth (``authentication_type="oauth2"``, with ``redirect_uri``): the answer's
-          ``oauth_url`` is where to send the user's browser; the credential exists after
-          consent (find it with :meth:`list`).
+        * OAuth (``authentication_type="oauth2"``): the answer's ``oauth_url`` is where to send
+          the user's browser; the credential exists after consent (find it with :meth:`list`).
+          ``redirect_uri`` (where the user lands after consent) is optional, as the reference
+          schema has it, and sent as ``redirectUri`` only when given.
         * API key / HTTP auth (``data={...}`` as the connector's metadata asks): the answer's
           ``credential_id`` is usable at once.
 
@@ -75,8 +76,6 @@ class Credentials(Service):
                     "redirect_uri must be an absolute http(s) URL", field="redirect_uri"
                 )
             body["redirectUri"] = redirect_uri
-        elif authentication_type == "oauth2":
-            raise InvalidRequestError("oauth2 credentials need redirect_uri", field="redirect_uri")
         if auth_config_id is not None:
             body["authConfigId"] = check_id("auth_config_id", auth_config_id)
         if data is not None:

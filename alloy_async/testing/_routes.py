@@ -290,14 +290,19 @@ def credentials_create(
         if missing:
             raise _err(400, "INVALID_INPUT", f"data.{missing[0]} is required")
     if kind == "oauth2":
-        redirect = _require_str(body, "redirectUri")
-        if not redirect.startswith(("https://", "http://")):
+        # redirectUri is optional in the create schema (the metadata example lists it as
+        # required; the create reference wins): checked when given, left out of oauthUrl if not.
+        redirect = body.get("redirectUri")
+        if "redirectUri" in body and (not isinstance(redirect, str) or not redirect.strip()):
+            raise _err(400, "INVALID_INPUT", "redirectUri, when given, must be a non-empty string")
+        if redirect is not None and not redirect.startswith(("https://", "http://")):
             raise _err(422, "INVALID_INPUT", "redirectUri must be an absolute URL")
         if auth.get("authConfigRequired") and not body.get("authConfigId"):
             raise _err(400, "AUTH_CONFIG_REQUIRED", "authConfigId is required for this connector")
         token = fake._digest("oauth", user["userId"], connector_id, fake._new_id())[:40]
         fake._pending_oauth.add(token)
-        query = urlencode({"userId": user["userId"], "redirectUri": redirect, "token": token})
+        fields = {"userId": user["userId"], "redirectUri": redirect, "token": token}
+        query = urlencode({k: v for k, v in fields.items() if v is not None})
         return {
             "oauthUrl": f"https://production.runalloy.com/api/strategy/connector/{connector_id}"
             f"/authorize?{query}"

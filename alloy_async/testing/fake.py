@@ -590,6 +590,13 @@ def _loop_time() -> float:
         return 0.0
 
 
+def error_body(status: int, code: str, message: str, *, source: str = "CONNECTIVITY_API") -> bytes:
+    """The JSON body of every error FakeAlloy and the sandbox answer: the documented shape
+    ``{"error": {"source", "code", "message", "details": {"httpStatusCode"}}}``."""
+    error = {"source": source, "code": code, "message": message}
+    return orjson.dumps({"error": {**error, "details": {"httpStatusCode": status}}})
+
+
 def _error_response(
     status: int,
     code: str,
@@ -598,12 +605,5 @@ def _error_response(
     *,
     source: str = "CONNECTIVITY_API",
 ) -> Response:
-    body = {
-        "error": {
-            "source": source,
-            "code": code,
-            "message": message,
-            "details": {"httpStatusCode": status},
-        }
-    }
-    return Response(status, headers or dict(_JSON), orjson.dumps(body))
+    body = error_body(status, code, message, source=source)
+    return Response(status, headers or dict(_JSON), body)
