@@ -12,6 +12,7 @@
     │   └── OutcomeUnknownError   the request may have been processed (sent, then no answer)
     ├── ResponseTooLargeError     the answer was bigger than the configured cap
     ├── InvalidResponseError      a 2xx answer that is not the JSON we expected
+    │   └── PaginationError       a list that does not page: repeated page, oversized page, cycle
     └── APIStatusError            .status .code .message .source .request_id .body
         ├── BadRequestError 400, AuthenticationError 401, PermissionDeniedError 403,
         ├── NotFoundError 404, ConflictError 409, UnprocessableEntityError 422,
@@ -41,6 +42,7 @@ __all__ = [
     "JournalLockedError",
     "NotFoundError",
     "OutcomeUnknownError",
+    "PaginationError",
     "PermissionDeniedError",
     "RateLimitError",
     "ResponseTooLargeError",
@@ -161,6 +163,30 @@ class InvalidResponseError(AlloyError):
         super().__init__(message)
         self.status = status
         self.request_id = request_id
+
+
+class PaginationError(InvalidResponseError):
+    """A list that does not page: iterating it would fetch the same data forever.
+
+    Raised while iterating an :class:`~alloy_async.pagination.AsyncPaginator` (for example
+    ``actions.paginate``) when a page holds the same items as the page before it, a page has
+    more items than the ``limit`` asked for, a cursor or offset comes back, or the default
+    ``max_pages`` runs out while the server still announces more. The items of the pages
+    before it have already been delivered. It is an :class:`InvalidResponseError`, so code
+    that caught that for a stuck ``nextOffset`` keeps working.
+
+    Attributes:
+        action: what was being paged, e.g. ``"hubspot.listContacts"`` or ``"actions.catalog"``.
+        page: the 1-based number of the page that showed the problem.
+        reason: ``"repeated_page"``, ``"oversized_page"``, ``"offset_cycle"``,
+            ``"cursor_cycle"`` or ``"max_pages"``.
+    """
+
+    def __init__(self, message: str, *, action: str = "", page: int = 0, reason: str = "") -> None:
+        super().__init__(message)
+        self.action = action
+        self.page = page
+        self.reason = reason
 
 
 class APIStatusError(AlloyError):

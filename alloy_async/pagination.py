@@ -13,6 +13,10 @@ under one of three strategies:
 Retries (429 included) happen inside ``fetch``, in the request pipeline, so a throttled page is
 fetched again on its own and iteration never restarts from page one.
 
+A list that does not page never runs forever: :class:`~alloy_async.errors.PaginationError`
+(naming the list and the page) ends it when a page repeats the one before (compared by hash),
+has more items than ``limit``, an offset or cursor comes back, or ``DEFAULT_MAX_PAGES`` runs out.
+
 Example::
 
     paginator = AsyncPaginator.offset(fetch, parse, limit=50)
@@ -24,16 +28,18 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable, Iterator
 from contextlib import aclosing
 from typing import Any, Generic, TypeVar
 
 import attrs
+import orjson
 
-from .errors import InvalidRequestError, InvalidResponseError
+from .errors import InvalidRequestError, InvalidResponseError, PaginationError
 
-__all__ = ["AsyncPaginator", "Page"]
+__all__ = ["DEFAULT_MAX_PAGES", "AsyncPaginator", "Page"]
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -48,6 +54,23 @@ OffsetFetch = Callable[[int, int], Awaitable[Any]]
 CursorFetch = Callable[[str | None], Awaitable[Any]]
 #: ``fetch()`` for the single-response strategy.
 SingleFetch = Callable[[], Awaitable[Any]]
+
+
+class _DefaultCap(int):
+    """The default ``max_pages``, an int that remembers nobody chose it: reaching it raises
+    (10,000 pages is likelier a server that does not page than a list that long), reaching a
+    chosen cap (``max_pages=10_000`` written out included) stops quietly."""
+
+    __slots__ = ()
+
+
+#: Characters of cursors a cursor iteration remembers to catch one that comes back at once.
+_CURSOR_MEMORY = 1 << 20
+
+#: ``max_pages`` of offset and cursor paginators when none is given: reaching it raises
+#: PaginationError. Pass a larger number to raise it (iteration then stops quietly there, with
+#: ``truncated`` set) or None to lift it.
+DEFAULT_MAX_PAGES: int = _DefaultCap(10_000)
 
 
 @attrs.frozen(slots=True)
@@ -104,6 +127,88 @@ def _as_offset(value: Any) -> int | None:
     return None
 
 
+def _plain(obj: Any) -> Any:
+    """orjson's ``default``: attrs models as dicts; anything else is not fingerprinted."""
+    if attrs.has(type(obj)):
+        return attrs.asdict(obj, recurse=False)
+    raise TypeError
+
+
+def _fingerprint(items: tuple[Any, ...]) -> bytes | None:
+    """A 128-bit hash of a page's items, or None for an empty page or items JSON cannot encode
+    (those pages are not compared). Holds no reference to the items."""
+    if not items:
+        return None
+    try:
+        encoded = orjson.dumps(items, default=_plain)
+    except TypeError:  # orjson.JSONEncodeError included: odd objects, depth, huge ints
+        return None
+    return hashlib.blake2b(encoded, digest_size=16).digest()
+
+
+class _Guard:
+    """One iteration's checks against a list that does not page; no page is kept.
+
+    Pages are compared by fingerprint with the page before. Cursors are remembered (up to
+    ``_CURSOR_MEMORY`` characters of them) so one that comes back is caught on the page that
+    hands it back; past that budget, Brent's cycle detection (one saved cursor, saved again
+    after 1, 2, 4, 8... pages) still catches any cycle, in constant memory, within about three
+    times as many pages as the cycle takes to come round.
+    """
+
+    __slots__ = ("budget", "name", "power", "previous", "saved", "saved_on", "seen", "steps")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.previous: bytes | None = None
+        self.seen: dict[str, int] = {}
+        self.budget = _CURSOR_MEMORY
+        self.saved: str | None = None
+        self.saved_on = self.steps = 0
+        self.power = 1
+
+    def fail(self, number: int, reason: str, what: str) -> PaginationError:
+        return PaginationError(
+            f"{self.name} does not page: {what}; stopping instead of paging forever",
+            action=self.name,
+            page=number,
+            reason=reason,
+        )
+
+    def check_items(self, number: int, items: tuple[Any, ...], at: str, ignored: str) -> None:
+        fingerprint = _fingerprint(items)
+        if fingerprint is not None and fingerprint == self.previous:
+            raise self.fail(
+                number,
+                "repeated_page",
+                f"page {number} ({at}) holds the same {len(items)} items as page "
+                f"{number - 1}, the server ignores {ignored}",
+            )
+        self.previous = fingerprint
+
+    def check_cursor(self, number: int, cursor: str | None, following: str | None) -> None:
+        if following is None:
+            return
+        first = self.seen.get(following)
+        if first is None and following == cursor:
+            first = number - 1
+        if first is None and following == self.saved:
+            first = self.saved_on
+        if first is not None:
+            raise self.fail(
+                number,
+                "cursor_cycle",
+                f"page {number} hands back the cursor {following!r} that page {first} gave, "
+                f"the cursors cycle",
+            )
+        if len(following) <= self.budget:
+            self.seen[following] = number
+            self.budget -= len(following)
+        self.steps += 1
+        if self.steps == self.power:
+            self.saved, self.saved_on, self.power, self.steps = following, number, 2 * self.power, 0
+
+
 def _offset_info(body: Any) -> tuple[bool | None, Any]:
     """``(hasMore, nextOffset)`` from ``body["pagination"]``; None where absent."""
     if not isinstance(body, dict):
@@ -126,13 +231,15 @@ class AsyncPaginator(Generic[T]):
 
     Every iteration starts again from page one: the paginator is a recipe, never its own
     iterator, so it can be shared and looped over twice. An iteration holds at most one page
-    in memory. Build one with :meth:`single`, :meth:`offset` or :meth:`cursor`.
+    in memory. Build one with :meth:`single`, :meth:`offset` or :meth:`cursor`; ``name`` says
+    what is paged (``"hubspot.listContacts"``) in errors and logs.
     """
 
     __slots__ = (
         "_detail",
         "_kind",
         "_max_pages",
+        "_name",
         "_pages_fetched",
         "_parse",
         "_source",
@@ -147,9 +254,11 @@ class AsyncPaginator(Generic[T]):
         *,
         max_pages: int | None = None,
         detail: str = "",
+        name: str = "",
     ) -> None:
         _check_positive("max_pages", max_pages, allow_none=True, minimum=1)
         self._kind = kind
+        self._name = name or f"{kind} list"
         self._detail = detail
         self._source = source
         self._parse = parse
@@ -160,12 +269,13 @@ class AsyncPaginator(Generic[T]):
     # -- constructors --------------------------------------------------------------------
 
     @staticmethod
-    def single(fetch: SingleFetch, parse: Parse[U]) -> AsyncPaginator[U]:
+    def single(fetch: SingleFetch, parse: Parse[U], *, name: str = "") -> AsyncPaginator[U]:
         """A list that one response holds entirely.
 
         Args:
             fetch: ``await fetch()`` returns the decoded body.
             parse: turns the body into the items.
+            name: what is listed, for errors and logs.
         """
 
         async def source(p: AsyncPaginator[U]) -> AsyncGenerator[Page[U], None]:
@@ -173,7 +283,7 @@ class AsyncPaginator(Generic[T]):
             p._pages_fetched += 1
             yield Page(items=tuple(p._parse(body)), has_more=False, raw=body)
 
-        return AsyncPaginator("single", source, parse)
+        return AsyncPaginator("single", source, parse, name=name)
 
     @staticmethod
     def offset(
@@ -182,7 +292,8 @@ class AsyncPaginator(Generic[T]):
         *,
         limit: int = 50,
         start: int = 0,
-        max_pages: int | None = None,
+        max_pages: int | None = DEFAULT_MAX_PAGES,
+        name: str = "",
     ) -> AsyncPaginator[U]:
         """Offset paging: ``limit`` items per page, starting at ``start``.
 
@@ -196,19 +307,26 @@ class AsyncPaginator(Generic[T]):
             parse: turns a body into that page's items (for Alloy, its ``data`` list).
             limit: items per page (Alloy's execute paging allows at most 50).
             start: the offset of the first page.
-            max_pages: stop after this many pages (a safety net); None for no cap.
+            max_pages: the most pages one iteration fetches; :data:`DEFAULT_MAX_PAGES`
+                (10,000, reaching it raises PaginationError) unless you pass a number (reaching
+                it stops quietly, :attr:`truncated` tells) or None (no cap).
+            name: what is paged (e.g. ``"hubspot.listContacts"``), for errors and logs.
 
         Raises:
             InvalidRequestError: ``limit`` < 1, ``start`` < 0 or ``max_pages`` < 1.
 
-        Iterating raises :class:`~alloy_async.errors.InvalidResponseError` when the server
-        announces more data but its ``nextOffset`` does not move forward (it would loop
-        forever).
+        Iterating raises :class:`~alloy_async.errors.PaginationError` (an
+        :class:`~alloy_async.errors.InvalidResponseError`) instead of looping forever when a
+        page has more than ``limit`` items (the server ignores ``limit``), a non-empty page
+        holds the same items as the page before it (the server ignores ``offset``), or the
+        server announces more data but its ``nextOffset`` does not move forward. Pages before
+        the bad one are delivered; the bad one is not.
         """
         _check_positive("limit", limit, allow_none=False, minimum=1)
         _check_positive("start", start, allow_none=False, minimum=0)
 
         async def source(p: AsyncPaginator[U]) -> AsyncGenerator[Page[U], None]:
+            guard = _Guard(p._name)
             offset = start
             number = 0
             while True:
@@ -216,6 +334,15 @@ class AsyncPaginator(Generic[T]):
                 p._pages_fetched += 1
                 number += 1
                 items = tuple(p._parse(body))
+                if len(items) > limit:
+                    raise guard.fail(
+                        number,
+                        "oversized_page",
+                        f"page {number} (offset {offset}) has {len(items)} items but "
+                        f"limit={limit} was asked for, the server ignores limit (does the list "
+                        f"take limit and offset where they are sent?)",
+                    )
+                guard.check_items(number, items, f"offset {offset}", "offset")
                 has_more_flag, raw_next = _offset_info(body)
                 has_more = (len(items) >= limit) if has_more_flag is None else has_more_flag
                 # An empty page ends the list even if hasMore says otherwise: there is no
@@ -228,16 +355,17 @@ class AsyncPaginator(Generic[T]):
                     if raw_next is not None and next_offset is None:
                         raise InvalidResponseError(
                             f"pagination.nextOffset must be an integer, got {raw_next!r} "
-                            f"(page {number}, offset {offset})"
+                            f"(page {number} of {p._name}, offset {offset})"
                         )
                     if next_offset is None:
                         next_offset = offset + len(items)
                     elif next_offset <= offset:
-                        raise InvalidResponseError(
-                            f"the server says more pages follow but pagination.nextOffset "
-                            f"({next_offset}) does not move past the current offset ({offset}) "
-                            f"on page {number}; stopping instead of fetching the same page "
-                            f"forever"
+                        raise guard.fail(
+                            number,
+                            "offset_cycle",
+                            f"page {number} says more pages follow but its "
+                            f"pagination.nextOffset ({next_offset}) does not move past its "
+                            f"offset ({offset})",
                         )
                 page = Page(
                     items=items,
@@ -258,8 +386,9 @@ class AsyncPaginator(Generic[T]):
                     return
                 offset = next_offset
 
+        detail = f" limit={limit} start={start}"
         return AsyncPaginator(
-            "offset", source, parse, max_pages=max_pages, detail=f" limit={limit} start={start}"
+            "offset", source, parse, max_pages=max_pages, detail=detail, name=name
         )
 
     @staticmethod
@@ -268,7 +397,8 @@ class AsyncPaginator(Generic[T]):
         parse: Parse[U],
         *,
         next_cursor: Callable[[Any], str | None],
-        max_pages: int | None = None,
+        max_pages: int | None = DEFAULT_MAX_PAGES,
+        name: str = "",
     ) -> AsyncPaginator[U]:
         """Cursor paging: each body names the cursor of the page after it.
 
@@ -280,13 +410,18 @@ class AsyncPaginator(Generic[T]):
             fetch: ``await fetch(cursor)`` returns the decoded body of one page.
             parse: turns a body into that page's items.
             next_cursor: picks the next cursor out of a body.
-            max_pages: stop after this many pages (a safety net); None for no cap.
+            max_pages: as for :meth:`offset`.
+            name: what is paged, for errors and logs.
 
-        Iterating raises :class:`~alloy_async.errors.InvalidResponseError` when a body hands
-        back the cursor it was fetched with (it would loop forever).
+        Iterating raises :class:`~alloy_async.errors.PaginationError` (an
+        :class:`~alloy_async.errors.InvalidResponseError`) when a non-empty page holds the
+        same items as the page before it, or a cursor comes back (the cursors cycle): on the
+        page that hands it back while the cursors seen fit in 1 MiB, later (within about three
+        times the cycle's length) but in constant memory past that.
         """
 
         async def source(p: AsyncPaginator[U]) -> AsyncGenerator[Page[U], None]:
+            guard = _Guard(p._name)
             cursor: str | None = None
             number = 0
             while True:
@@ -295,11 +430,8 @@ class AsyncPaginator(Generic[T]):
                 number += 1
                 items = tuple(p._parse(body))
                 following = next_cursor(body) or None
-                if following is not None and following == cursor:
-                    raise InvalidResponseError(
-                        f"the server returned the cursor it was given ({cursor!r}) on page "
-                        f"{number}; stopping instead of fetching the same page forever"
-                    )
+                guard.check_items(number, items, f"cursor {cursor!r}", "the cursor")
+                guard.check_cursor(number, cursor, following)
                 page = Page(
                     items=items,
                     has_more=following is not None,
@@ -315,14 +447,26 @@ class AsyncPaginator(Generic[T]):
                     return
                 cursor = following
 
-        return AsyncPaginator("cursor", source, parse, max_pages=max_pages)
+        return AsyncPaginator("cursor", source, parse, max_pages=max_pages, name=name)
 
     # -- iteration -----------------------------------------------------------------------
 
     def _stop_at_cap(self, number: int) -> bool:
-        """True once ``max_pages`` pages were read while the server still has more."""
+        """True once ``max_pages`` pages were read while the server still has more.
+
+        Raises :class:`PaginationError` instead when that cap is the default one."""
         if self._max_pages is None or number < self._max_pages:
             return False
+        if type(self._max_pages) is _DefaultCap:
+            raise PaginationError(
+                f"{self._name} does not page, or is longer than the default max_pages: page "
+                f"{number} still says more pages follow; stopping instead of reading on. Pass "
+                f"max_pages=None to read on without a cap, or a larger max_pages to stop "
+                f"quietly there",
+                action=self._name,
+                page=number,
+                reason="max_pages",
+            )
         self._truncated = True
         _logger.warning(
             "%r stopped at max_pages=%d although the server has more pages",

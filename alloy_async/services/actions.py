@@ -15,7 +15,7 @@ from ..errors import InvalidRequestError, InvalidResponseError
 from ..models.actions import Action, CatalogAction, ExecutionResult
 from ..models.connectors import Connector, Resource
 from ..models.credentials import Credential
-from ..pagination import AsyncPaginator
+from ..pagination import DEFAULT_MAX_PAGES, AsyncPaginator
 from ._base import Service, check_id, check_mapping, extras
 
 if TYPE_CHECKING:
@@ -139,7 +139,10 @@ class Actions(Service):
         start: int = 0,
         page_in: str = "query",
         items_key: str = "data",
-        max_pages: int | None = None,
+        max_pages: int | None = DEFAULT_MAX_PAGES,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
     ) -> AsyncPaginator[Any]:
         """Page through a third party's data by executing a list action repeatedly.
 
@@ -147,8 +150,26 @@ class Actions(Service):
         action's query parameters (``page_in="query"``) or request body (``page_in="body"``);
         each answer carries ``data[]`` and ``pagination.hasMore`` / ``nextOffset``. Only one
         page is held in memory; a 429 mid-way is retried without restarting.
+
+        An action that does not page cannot make this loop forever: iterating raises
+        :class:`~alloy_async.errors.PaginationError` (naming ``connector.action`` and the page)
+        when a page has more than ``page_size`` items, a page holds the same items as the one
+        before it (the action ignores ``offset``), or ``nextOffset`` does not move forward.
+
+        Args:
+            max_pages: the most pages one iteration fetches. By default
+                :data:`~alloy_async.pagination.DEFAULT_MAX_PAGES` (10,000 pages), and
+                reaching it while the action still announces more raises
+                :class:`~alloy_async.errors.PaginationError`; pass a larger number to raise the
+                cap (iteration then stops quietly at it, ``truncated`` tells) or None to lift
+                it.
+            extra_headers, extra_query, extra_body: merged into every execute request this
+                makes (the Alloy request itself, not the third party's query or body).
         """
+        check_id("connector_id", connector_id)
+        check_id("action_id", action_id)
         check_id("credential_id", credential_id)
+        hatches = _checked_extras(extra_headers, extra_query, extra_body)
         if page_in not in ("query", "body"):
             raise InvalidRequestError('page_in must be "query" or "body"', field="page_in")
         if (
@@ -179,6 +200,7 @@ class Actions(Service):
                 query_parameters=query or None,
                 path_params=path_params,
                 additional_headers=additional_headers,
+                **hatches,
             )
             return result.raw
 
@@ -209,6 +231,7 @@ class Actions(Service):
             limit=page_size,
             start=start,
             max_pages=max_pages,
+            name=f"{connector_id}.{action_id}",
         )
 
     def execute_many(
@@ -286,31 +309,35 @@ class Actions(Service):
         user_id: str | None = None,
         connectors: Iterable[str] | None = None,
         concurrency: int = 8,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
     ) -> AsyncPaginator[CatalogAction]:
         """Every action across connectors, as :class:`CatalogAction` with an UPPER_SNAKE slug.
 
         With ``user_id``, ``is_connected`` tells whether the user holds a credential for the
         action's connector. Connectors are fetched ``concurrency`` at a time and streamed one
-        batch per page.
+        batch per page. ``extra_headers`` / ``extra_query`` are merged into every request it
+        makes (the connector list, each connector's resources and credentials).
         """
         if concurrency < 1:
             raise InvalidRequestError("concurrency must be at least 1", field="concurrency")
         if user_id is not None:
             check_id("user_id", user_id)
         chosen = None if connectors is None else [check_id("connectors", c) for c in connectors]
+        hatches = _checked_extras(extra_headers, extra_query, None)
         requester = self._requester
         state: dict[str, list[str]] = {}
 
         async def connector_ids() -> list[str]:
             if chosen is not None:
                 return chosen
-            answer = await requester.request_json("GET", "/connectors")
+            answer = await requester.request_json("GET", "/connectors", **hatches)
             return [c.id for c in structure_list(answer, Connector, "connectors", "data")]
 
         async def one(connector_id: str) -> list[CatalogAction]:
             path = {"connectorId": connector_id}
             resources_call = requester.request_json(
-                "GET", "/connectors/{connectorId}/resources", path_params=path
+                "GET", "/connectors/{connectorId}/resources", path_params=path, **hatches
             )
             if user_id is None:
                 answer = await resources_call
@@ -325,6 +352,7 @@ class Actions(Service):
                             path_params=path,
                             query={"userId": user_id},
                             user_id=user_id,
+                            **hatches,
                         ),
                     ]
                 )
@@ -357,7 +385,10 @@ class Actions(Service):
             }
 
         return AsyncPaginator.cursor(
-            fetch, lambda body: body["items"], next_cursor=lambda body: body["next"]
+            fetch,
+            lambda body: body["items"],
+            next_cursor=lambda body: body["next"],
+            name="actions.catalog",
         )
 
 
@@ -411,6 +442,21 @@ async def _all_or_first_error(calls: list[Coroutine[Any, Any, T]]) -> list[T]:
     except BaseExceptionGroup as group_error:
         raise group_error.exceptions[0] from None
     return [task.result() for task in tasks]
+
+
+def _checked_extras(
+    extra_headers: Mapping[str, str] | None,
+    extra_query: Mapping[str, Any] | None,
+    extra_body: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The escape hatches of a paginator factory, copied and checked now (its requests are
+    built later, while iterating), so a bad one is refused by the call that was given it."""
+    headers = check_mapping("extra_headers", extra_headers)
+    for name, value in (headers or {}).items():
+        check_header(name, value)  # the same error a request built with it would raise
+    return extras(
+        headers, check_mapping("extra_query", extra_query), check_mapping("extra_body", extra_body)
+    )
 
 
 async def _then(awaitable: Any, fn: Callable[[Any], Any]) -> Any:
