@@ -644,7 +644,7 @@ async def _drain(
                     entry = lines_of.pop(id(outcome.job), None)
                     row = outcome_json(outcome, entry[0] if entry is not None else None)
                     try:
-                        out.write(orjson.dumps(row, default=str).decode() + "\n")
+                        out.write(dumps_line(row) + "\n")
                         out.flush()
                     except OSError as exc:
                         raise click.ClickException(
@@ -709,6 +709,15 @@ def _settled_state(row: dict[str, Any]) -> State | None:
     if error.get("type") in _NOT_HANDLED or error.get("status") == 503:
         return None
     return "failed"
+
+
+def dumps_line(row: Any) -> str:
+    """One JSON line; orjson, or ``json`` for what orjson refuses (integers past 64 bits in
+    an answer, which the SDK decodes exactly)."""
+    try:
+        return orjson.dumps(row, default=str).decode()
+    except TypeError:
+        return json.dumps(row, default=str, ensure_ascii=False, separators=(",", ":"))
 
 
 def outcome_json(outcome: JobOutcome, line: int | None) -> dict[str, Any]:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json as stdlib_json
 import logging
 import os
 import platform
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,6 +34,7 @@ from .errors import (
     RateLimitError,
     status_error_class,
 )
+from .models._base import non_finite_path
 from .retry import RetryPolicy, parse_retry_after
 from .transports.base import Transport
 
@@ -41,6 +44,7 @@ __all__ = [
     "ThrottleListener",
     "decode_json",
     "error_from_response",
+    "loads",
     "logger",
 ]
 
@@ -98,13 +102,65 @@ def configure_logging_from_env() -> None:
     logger.setLevel(logging.DEBUG if level == "debug" else logging.INFO)
 
 
+# orjson reads an integer beyond 64 bits (below -2**63 or above 2**64 - 1) as a rounded float.
+# Such an integer is a run of at least 19 digits: only a body with a run that long (found by
+# mapping every digit to "0" and searching for 19 zeros, both in C) is looked at again.
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_RUN = b"0" * 19
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+_BEFORE_NUMBER = frozenset(b"[:, \t\r\n")
+_AFTER_NUMBER = frozenset(b"]}, \t\r\n")
+
+
+def loads(data: bytes) -> Any:
+    """Decode JSON with orjson, keeping integers beyond 64 bits exact.
+
+    orjson (the fast path) turns them into rounded floats; a body that has one is decoded
+    again with the standard library's ``json``, which keeps them as ``int``.
+
+    Raises:
+        orjson.JSONDecodeError: not JSON.
+    """
+    value = orjson.loads(data)
+    if data.translate(_DIGITS_TO_ZERO).find(_LONG_RUN) < 0:
+        return value
+    return _exact_integers(data, value)
+
+
+def _exact_integers(data: bytes, value: Any) -> Any:
+    """``value`` (orjson's reading of ``data``), or ``data`` read again by ``json`` when a run
+    of 19 digits or more is an integer token beyond 64 bits (runs inside a float do not
+    count; a string that looks like such a number only costs a slower decode)."""
+    digits = data.translate(_DIGITS_TO_ZERO)
+    size = len(data)
+    at = digits.find(_LONG_RUN)
+    while at >= 0:
+        end = at + 19
+        while end < size and digits[end] == 48:  # b"0": the run goes on
+            end += 1
+        start = at - 1 if at and data[at - 1] == 45 else at  # b"-"
+        is_token = (not start or data[start - 1] in _BEFORE_NUMBER) and (
+            end == size or data[end] in _AFTER_NUMBER
+        )
+        if is_token and (end - at > 20 or not _INT_MIN <= int(data[start:end]) <= _INT_MAX):
+            try:
+                return stdlib_json.loads(data)
+            except (ValueError, RecursionError):  # beyond json's limits: keep orjson's
+                return value
+        at = digits.find(_LONG_RUN, end)
+    return value
+
+
 def decode_json(response: Response, request: Request) -> Any:
-    """Decode a 2xx body: None when empty, else JSON (or :class:`InvalidResponseError`)."""
+    """Decode a 2xx body: None when empty, else JSON (or :class:`InvalidResponseError`).
+
+    Integers beyond 64 bits stay exact (see :func:`loads`).
+    """
     body = response.body
     if not body or body.isspace():
         return None
     try:
-        return orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise InvalidResponseError(
             f"expected JSON from {request.method} {request.path}, got "
@@ -113,6 +169,10 @@ def decode_json(response: Response, request: Request) -> Any:
             status=response.status,
             request_id=response.request_id,
         ) from None
+    # loads(), inlined: this is the hot path (one translate and one find, both in C).
+    if body.translate(_DIGITS_TO_ZERO).find(_LONG_RUN) < 0:
+        return value
+    return _exact_integers(body, value)
 
 
 def _text(value: Any) -> str | None:
@@ -134,7 +194,7 @@ def error_from_response(response: Response, request: Request) -> APIStatusError:
     raw = response.body
     if raw:
         try:
-            body = orjson.loads(raw)
+            body = loads(raw)
         except orjson.JSONDecodeError:
             body = raw[:2048].decode("utf-8", "replace")
     if isinstance(body, dict):
@@ -247,6 +307,11 @@ class CallStats:
     throttled: float = 0.0
 
 
+#: 5xx answers that say the request was not handled: 503, and a CDN that could not reach the
+#: origin (521 down, 522 connect timeout, 523 unreachable). Any other 5xx may have acted.
+_NOT_HANDLED_5XX = frozenset({503, 521, 522, 523})
+
+
 @attrs.define(slots=True)
 class _Call:
     """One logical call: the prepared request and its retry bookkeeping."""
@@ -257,6 +322,9 @@ class _Call:
     deadline_at: float | None
     scope: str
     stats: CallStats
+    #: An attempt may have reached the server and acted (sent then no answer, or a 5xx not in
+    #: _NOT_HANDLED_5XX): a DELETE retried after it that answers 404 has done its work.
+    maybe_acted: bool = False
 
     @property
     def attempts(self) -> int:
@@ -367,6 +435,10 @@ class Requester:
                     f"the request body of {method} {path} is not JSON-serialisable: {exc}",
                     field="body",
                 ) from None
+            # orjson writes NaN and +-Infinity as null: look for them only when the encoded
+            # body has a null at all (most bodies have none). find() is cheaper than "in".
+            if body.find(b"null") >= 0:
+                _refuse_non_finite(method, path, json, extra_body)
             headers["content-type"] = "application/json"
         if extra_headers:
             for name, value in extra_headers.items():
@@ -449,6 +521,10 @@ class Requester:
                 response = await self._send_within(call, remaining)
         except (APIConnectionError, APITimeoutError) as exc:
             error: AlloyError = exc
+            if isinstance(exc, OutcomeUnknownError) or (
+                isinstance(exc, APITimeoutError) and exc.sent
+            ):
+                call.maybe_acted = True
             self._log_failure(call, exc, loop.time() - started if timed else 0.0)
             retry_after = None
         else:
@@ -464,6 +540,10 @@ class Requester:
                 )
             if response.status < 300:
                 return response
+            if response.status == 404 and call.maybe_acted and request.method == "DELETE":
+                return _gone(call, response)
+            if response.status >= 500 and response.status not in _NOT_HANDLED_5XX:
+                call.maybe_acted = True
             error = error_from_response(response, request)
             retry_after = parse_retry_after(response.headers)
             if response.status in (429, 503) and self.throttle_listener is not None:
@@ -556,6 +636,21 @@ class Requester:
             )
 
 
+def _gone(call: _Call, response: Response) -> Response:
+    """A DELETE retried after an attempt that may have acted answered 404: the resource is
+    gone, most likely deleted by that attempt. The call succeeds, as ``204 No Content``
+    (the 404's headers kept, its body dropped)."""
+    r = call.request
+    logger.info(
+        "%s %s answered 404 on attempt %d after an attempt that may have deleted it: "
+        "taken as deleted",
+        r.method,
+        r.path,
+        call.attempts,
+    )
+    return Response(204, response.headers, b"")
+
+
 def _final_error(call: _Call, error: AlloyError) -> AlloyError:
     """The error the caller sees: a sent-then-silent POST becomes OutcomeUnknownError."""
     safe = call.idempotent or call.policy.retry_unsafe
@@ -568,6 +663,48 @@ def _final_error(call: _Call, error: AlloyError) -> AlloyError:
         unknown.__cause__ = error
         return unknown
     return error
+
+
+#: Body keys of the documented requests -> the argument the caller gave them as.
+_ARGUMENTS = {
+    "requestBody": "request_body",
+    "queryParameters": "query_parameters",
+    "pathParams": "path_params",
+    "additionalHeaders": "additional_headers",
+}
+_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def _argument_name(key: str) -> str:
+    return _ARGUMENTS.get(key) or _CAMEL_HUMP.sub("_", key).lower()
+
+
+def _refuse_non_finite(
+    method: str, path: str, json: Any, extra_body: Mapping[str, Any] | None
+) -> None:
+    """Raise :class:`InvalidRequestError` naming the first NaN or +-Infinity in a body, by
+    the argument it came from (``request_body.items[3].price``, ``extra_body.ratio``)."""
+    found = None
+    if isinstance(json, dict):
+        for key, value in json.items():
+            if extra_body and key in extra_body:
+                root = "extra_body" + (f".{key}" if str(key).isidentifier() else f"[{key!r}]")
+            elif isinstance(key, str) and key.isidentifier():
+                root = _argument_name(key)
+            else:
+                root = f"body[{key!r}]"
+            found = non_finite_path(value, root)
+            if found is not None:
+                break
+    else:
+        found = non_finite_path(json, "body")
+    if found is not None:
+        where, value = found
+        raise InvalidRequestError(
+            f"the request body of {method} {path} cannot be sent: {where} is {value!r} "
+            "(JSON has no NaN or Infinity; it would have been sent as null)",
+            field=where,
+        )
 
 
 _BUILD_KEYS = frozenset(

@@ -107,7 +107,10 @@ def _to_plain(value: Any) -> Any:
 def _emit(value: Any, as_json: bool, columns: list[str] | None = None) -> None:
     plain = _to_plain(value)
     if as_json or not sys.stdout.isatty() or columns is None:
-        click.echo(orjson.dumps(plain, option=orjson.OPT_INDENT_2, default=str).decode())
+        try:
+            click.echo(orjson.dumps(plain, option=orjson.OPT_INDENT_2, default=str).decode())
+        except TypeError:  # an integer past 64 bits (answers keep them exact)
+            click.echo(json.dumps(plain, indent=2, default=str, ensure_ascii=False))
         return
     rows = plain if isinstance(plain, list) else [plain]
     table = Table(*columns)

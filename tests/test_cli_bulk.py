@@ -422,3 +422,15 @@ async def test_reader_thread_ends_when_closed_while_the_pipe_stays_open() -> Non
     finally:
         reader.close()
         os.close(w)
+
+
+def test_an_outcome_with_an_integer_past_64_bits_is_written_exactly() -> None:
+    """Answers keep big integers exact (issue 10 item 3); the outcome line must too, where
+    orjson alone refuses them."""
+    from alloy_async._cli_bulk import dumps_line
+
+    big = 123456789012345678901234567890
+    assert json.loads(dumps_line({"data": {"id": big}, "ok": True})) == {
+        "data": {"id": big},
+        "ok": True,
+    }

@@ -14,6 +14,7 @@ Each property counts the cases it ran and asserts the count; the totals are prin
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -347,7 +348,8 @@ maybe_bad = st.recursive(
 def _encodable(value: Any) -> bool:
     try:
         orjson.dumps(value)
-    except (TypeError, orjson.JSONEncodeError):
+        json.dumps(value, allow_nan=False)  # JSON has no NaN or Infinity (issue 10 item 2)
+    except (TypeError, ValueError, orjson.JSONEncodeError):
         return False
     return True
 

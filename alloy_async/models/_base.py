@@ -17,8 +17,11 @@ __all__ = [
     "SECRET_KEYS",
     "extra_field",
     "freeze",
+    "mask_secrets",
+    "non_finite_path",
     "redact_url",
     "repr_extra",
+    "repr_masked",
 ]
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -39,6 +42,13 @@ SECRET_KEYS = frozenset(
         "xamzcredential",
         "xamzsecuritytoken",
         "signature",
+        "xapikey",
+        "privatekey",
+        "sessiontoken",
+        "cookie",
+        "setcookie",
+        "proxyauthorization",
+        "xalloyusertoken",
     }
 )
 """Key names (lower-case, without ``_`` or ``-``) whose values a repr must never show."""
@@ -59,12 +69,139 @@ def freeze(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(value))
 
 
+#: How deep :func:`mask_secrets` looks; anything deeper is shown as ``...`` (never in the clear).
+MASK_DEPTH = 32
+
+
+class _Elided:
+    """Stands for what a masked repr does not show: a cycle, or nesting past MASK_DEPTH."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "..."
+
+
+_ELIDED = _Elided()
+
+
+def mask_secrets(value: Any) -> Any:
+    """A copy of a JSON-like value for display, with the values of secret-looking keys masked
+    at any depth (mappings inside lists inside mappings...).
+
+    Mappings become dicts, lists and tuples keep their type, anything else is returned as is.
+    A container met again inside itself (a cycle), or nested deeper than ``MASK_DEPTH``, is
+    shown as ``...``. Only for reprs, logs and messages: never on the request path.
+    """
+    return _mask(value, 0, set())
+
+
+def _mask(value: Any, depth: int, active: set[int]) -> Any:
+    is_map = isinstance(value, Mapping)
+    if not is_map and not isinstance(value, (list, tuple)):
+        return value
+    if depth >= MASK_DEPTH or id(value) in active:
+        return _ELIDED
+    active.add(id(value))
+    try:
+        if is_map:
+            return {
+                k: (_MASK if _is_secret(k) else _mask(v, depth + 1, active))
+                for k, v in value.items()
+            }
+        items = [_mask(v, depth + 1, active) for v in value]
+        return items if isinstance(value, list) else tuple(items)
+    finally:
+        active.discard(id(value))
+
+
+def repr_masked(value: Any) -> str:
+    """``repr(value)`` with the values of secret-looking keys masked at any depth."""
+    return repr(mask_secrets(value))
+
+
 def repr_extra(value: Mapping[str, Any]) -> str:
-    """Repr of an ``extra`` mapping with the values of secret-looking keys masked."""
+    """Repr of an ``extra`` mapping with the values of secret-looking keys masked (at any
+    depth: ``{'auth': {'accessToken': ***}}``)."""
     if not value:
         return "{}"
-    shown = {k: (_MASK if _is_secret(k) else v) for k, v in value.items()}
-    return repr(shown)
+    return repr(mask_secrets(value))
+
+
+_INF = float("inf")
+_SCALARS = frozenset({str, int, bool, type(None)})
+_CONTAINERS = frozenset({dict, list, tuple})
+
+
+def non_finite_path(value: Any, root: str) -> tuple[str, float] | None:
+    """The path (``root.items[3].price``) and value of the first NaN or +-Infinity inside
+    ``value``, or None.
+
+    JSON has no such numbers and orjson writes them as ``null``: callers refuse them instead.
+    Looks into dicts, lists, tuples and dataclasses (what orjson encodes as containers).
+    """
+    if not _has_non_finite(value):
+        return None
+    path: list[object] = []
+    found = _find_non_finite(value, path)
+    if found is None:
+        return None
+    text = root
+    for step in path:
+        if type(step) is int:
+            text += f"[{step}]"
+        elif isinstance(step, str) and step.isidentifier():
+            text += f".{step}" if text else step
+        else:
+            text += f"[{step!r}]"
+    return text, found
+
+
+def _has_non_finite(value: Any) -> bool:
+    """Whether ``value`` holds a NaN or +-Infinity: the fast scan, without paths."""
+    if type(value) not in _CONTAINERS:
+        return _find_non_finite(value, []) is not None
+    stack: list[Any] = [value]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node = pop()
+        for item in node.values() if type(node) is dict else node:
+            kind = type(item)
+            if kind in _SCALARS:
+                continue
+            if kind is float:
+                if item - item != 0.0:  # inf - inf and nan - nan are nan
+                    return True
+            elif kind in _CONTAINERS:
+                push(item)
+            elif _find_non_finite(item, []) is not None:  # subclasses, dataclasses
+                return True
+    return False
+
+
+def _find_non_finite(value: Any, path: list[object]) -> float | None:
+    if type(value) in _SCALARS:
+        return None
+    if isinstance(value, float):
+        return value if value != value or value in (_INF, -_INF) else None
+    if isinstance(value, dict):
+        pairs: Any = value.items()
+    elif isinstance(value, (list, tuple)):
+        pairs = enumerate(value)
+    else:
+        fields = getattr(type(value), "__dataclass_fields__", None)
+        if not fields:
+            return None
+        pairs = ((name, getattr(value, name, None)) for name in fields)
+    for key, item in pairs:
+        if type(item) in _SCALARS:
+            continue
+        path.append(key)
+        found = _find_non_finite(item, path)
+        if found is not None:
+            return found
+        path.pop()
+    return None
 
 
 def redact_url(value: str | None) -> str:

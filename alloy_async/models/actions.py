@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 
-from ._base import extra_field
+from ._base import extra_field, repr_masked
 
 __all__ = ["Action", "CatalogAction", "ExecutionResult"]
 
@@ -35,7 +35,7 @@ class Action:
     path: str | None = None
     parameters: tuple[Mapping[str, Any], ...] = attrs.field(default=(), hash=False)
     request_body: Mapping[str, Any] | None = attrs.field(default=None, hash=False)
-    sample_success_response: Any = attrs.field(default=None, hash=False)
+    sample_success_response: Any = attrs.field(default=None, hash=False, repr=repr_masked)
     extra: Mapping[str, Any] = extra_field()
 
     @property
@@ -73,7 +73,8 @@ class ExecutionResult:
 
     Attributes:
         success: whether Alloy reports success (True for a 2xx answer that does not say).
-        data: the third-party payload (``result``, ``responseData`` or ``data``).
+        data: the third-party payload (``result``, ``responseData`` or ``data``); the repr
+            masks the values of secret-looking keys (``accessToken``...) at any depth.
         raw: the whole decoded body (left out of the repr: it repeats ``data``).
         status_code: the HTTP status of the answer.
         request_id: the answer's request id header, if any.
@@ -81,7 +82,7 @@ class ExecutionResult:
     """
 
     success: bool
-    data: Any = attrs.field(default=None, hash=False)
+    data: Any = attrs.field(default=None, hash=False, repr=repr_masked)
     raw: Any = attrs.field(default=None, repr=False, hash=False)
     status_code: int
     request_id: str | None = None

@@ -14,7 +14,7 @@ import attrs
 import orjson
 
 from ..errors import InvalidRequestError
-from ._base import redact_header_values
+from ._base import non_finite_path, redact_header_values, repr_masked
 
 __all__ = ["BulkReport", "ExecuteJob", "JobOutcome"]
 
@@ -22,7 +22,7 @@ __all__ = ["BulkReport", "ExecuteJob", "JobOutcome"]
 def _non_empty_id(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, str) or not value.strip():
         raise InvalidRequestError(
-            f"ExecuteJob.{attribute.name} must be a non-empty string, got {value!r}",
+            f"ExecuteJob.{attribute.name} must be a non-empty string, got {repr_masked(value)}",
             field=attribute.name,
         )
 
@@ -73,11 +73,15 @@ class ExecuteJob:
     action_id: str = attrs.field(validator=_non_empty_id)
     credential_id: str = attrs.field(validator=_non_empty_id)
     user_id: str | None = attrs.field(default=None, validator=_optional_id)
-    request_body: Any = None
+    # The body and parameters may carry secrets (``password``, ``apiKey``...) at any depth:
+    # their values are masked in the repr.
+    request_body: Any = attrs.field(default=None, repr=repr_masked)
     query_parameters: Mapping[str, Any] | None = attrs.field(
-        default=None, validator=_optional_mapping
+        default=None, validator=_optional_mapping, repr=repr_masked
     )
-    path_params: Mapping[str, Any] | None = attrs.field(default=None, validator=_optional_mapping)
+    path_params: Mapping[str, Any] | None = attrs.field(
+        default=None, validator=_optional_mapping, repr=repr_masked
+    )
     # The values are third-party credentials (``Authorization``...): masked in the repr.
     additional_headers: Mapping[str, str] | None = attrs.field(
         default=None, validator=_optional_mapping, repr=redact_header_values
@@ -126,6 +130,10 @@ class ExecuteJob:
 
         The hash is SHA-256 over the canonical JSON (sorted keys) of every field but ``key``,
         so the same job gets the same key across runs and processes (checkpoints rely on it).
+
+        Raises:
+            InvalidRequestError: the content holds NaN or +-Infinity (JSON has none; orjson
+                would write ``null``, giving two different jobs one key), naming its path.
         """
         if self.key is not None:
             return self.key
@@ -142,7 +150,29 @@ class ExecuteJob:
             },
             option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
         )
+        # orjson writes NaN and +-Infinity as null. Each field that is None is one null; only
+        # when there are more (a None inside the body, a NaN, or "null" in a string) is the
+        # content walked.
+        nones = (
+            (self.user_id is None)
+            + (self.request_body is None)
+            + (self.query_parameters is None)
+            + (self.path_params is None)
+            + (self.additional_headers is None)
+        )
+        if canonical.count(b"null") > nones:
+            self._refuse_non_finite()
         return hashlib.sha256(canonical).hexdigest()[:32]
+
+    def _refuse_non_finite(self) -> None:
+        for name in ("request_body", "query_parameters", "path_params", "additional_headers"):
+            found = non_finite_path(getattr(self, name), name)
+            if found is not None:
+                where, value = found
+                raise InvalidRequestError(
+                    f"ExecuteJob.{where} is {value!r}: JSON has no NaN or Infinity",
+                    field=where,
+                )
 
 
 @attrs.frozen(slots=True)
@@ -164,9 +194,11 @@ class JobOutcome:
     and the index; then ``job`` is what the input gave.
     """
 
-    job: ExecuteJob
+    # ``job`` is the mapping as given when it could not be made a job; ``result`` may be any
+    # value: both are shown with secret-looking keys masked at any depth.
+    job: ExecuteJob = attrs.field(repr=repr_masked)
     ok: bool
-    result: Any
+    result: Any = attrs.field(repr=repr_masked)
     error: BaseException | None
     attempts: int
     elapsed: float

@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from ._base import extra_field, redact_url
+from ._base import extra_field, redact_url, repr_masked
 
 __all__ = ["Credential", "CredentialCreated", "CredentialMetadata"]
 
@@ -79,7 +79,7 @@ class CredentialMetadata:
     auth_config_required: bool | None = None
     input_schema: Mapping[str, Any] | None = attrs.field(default=None, hash=False)
     required_fields: tuple[str, ...] = ()
-    sample_input: Mapping[str, Any] | None = attrs.field(default=None, hash=False)
+    sample_input: Mapping[str, Any] | None = attrs.field(default=None, hash=False, repr=repr_masked)
     extra: Mapping[str, Any] = extra_field()
 
     @property
