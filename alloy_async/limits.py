@@ -3,31 +3,32 @@
 * :class:`ConcurrencyLimiter` — a global cap plus caps per key kind (``{"user": 4,
   "connector": 8}``); one acquisition takes several keys at once. Keyed state exists only while a
   key is held or waited on, so a million distinct users cost nothing once idle.
-* :class:`RateLimiter` — requests per second with a burst, on the ``limits`` package's
-  moving-window strategy (``limits.aio``), driven by the event loop's clock.
+* :class:`RateLimiter` — requests per second with a burst: a moving window (at most ``burst``
+  permits in any ``burst / rate`` seconds), on the event loop's clock, in a few lines of its
+  own. Importing it changes no other package: no dependency is patched or subclassed.
 * :class:`AdaptiveLimiter` — per scope: a 429 / ``Retry-After`` cools the whole scope and halves
   its concurrency; successes then raise it back step by step. ``on_throttle`` is a
   ``ThrottleListener`` for the request pipeline.
 
-All three are single-loop objects (no thread safety) and offer ``statistics()`` snapshots.
+All three are single-loop objects (no thread safety) and offer ``statistics()`` snapshots. A
+bad argument raises :class:`~alloy_async.errors.InvalidRequestError` (an ``AlloyError`` and a
+``ValueError``) whose ``field`` names it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import math
+import numbers
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
-from typing import Any, Final
+from typing import Final
 
 import attrs
-import limits
-import limits.aio.storage.memory as _limits_memory
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
+
+from .errors import InvalidRequestError
 
 __all__ = [
     "GLOBAL_KEY",
@@ -74,9 +75,41 @@ class ConcurrencyStatistics:
     tracked_keys: int
 
 
-def _check_cap(name: str, value: int | None) -> None:
-    if value is not None and (not isinstance(value, int) or value < 1):
-        raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+def _check_cap(name: str, value: object, *, optional: bool, field: str | None = None) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        hint = " or None" if optional else ""
+        raise InvalidRequestError(
+            f"{name} must be an integer >= 1{hint}, got {value!r}", field=field or name
+        )
+
+
+def _check_number(
+    name: str, value: object, *, low: float, strict: bool = False, finite: bool = True
+) -> float:
+    """``value`` as a float if it is a real number >= ``low`` (> when ``strict``), not NaN
+    (nor infinite when ``finite``); else an :class:`InvalidRequestError` naming ``name``."""
+    number = math.nan
+    if not isinstance(value, bool) and isinstance(value, numbers.Real):
+        number = float(value)
+    if (
+        math.isnan(number)
+        or (finite and math.isinf(number))
+        or number < low
+        or (strict and number == low)
+    ):
+        bound = f"> {low:g}" if strict else f">= {low:g}"
+        kind = "a finite number" if finite else "a number"
+        raise InvalidRequestError(f"{name} must be {kind} {bound}, got {value!r}", field=name)
+    return number
+
+
+def _check_clock(clock: object) -> None:
+    if clock is not None and not callable(clock):
+        raise InvalidRequestError(
+            f"clock must be a callable returning seconds, got {clock!r}", field="clock"
+        )
 
 
 class ConcurrencyLimiter:
@@ -93,10 +126,10 @@ class ConcurrencyLimiter:
     """
 
     def __init__(self, total: int | None = None, *, per_key: Mapping[str, int] | None = None):
-        _check_cap("total", total)
+        _check_cap("total", total, optional=True)
         caps = dict(per_key or {})
         for kind, cap in caps.items():
-            _check_cap(f"per_key[{kind!r}]", cap)
+            _check_cap(f"per_key[{kind!r}]", cap, optional=False, field="per_key")
         self._total = total
         self._caps = caps
         self._in_flight = 0
@@ -223,52 +256,10 @@ class ConcurrencyLimiter:
 # ---------------------------------------------------------------------------------------------
 # Rate
 
-# `limits` reads the wall clock (`time.time()` in its memory storage module), but the limiter has
-# to follow the event loop's clock: that is what `asyncio.sleep` waits on (so waits are exact)
-# and what the virtual-time test loop moves. Patching the clock globally would change every other
-# user of `limits` in the process, so the storage module's `time` is replaced by a proxy that
-# answers with the clock set in a context variable, and with the real `time.time()` otherwise
-# (other users see no difference). RateLimiter sets the variable only around its own calls.
-_LIMITS_CLOCK: contextvars.ContextVar[Callable[[], float] | None] = contextvars.ContextVar(
-    "alloy_async_limits_clock", default=None
-)
-
-
-class _ContextClockTime:
-    """Stands in for the ``time`` module inside ``limits.aio.storage.memory``."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
-
-    @staticmethod
-    def time() -> float:
-        clock = _LIMITS_CLOCK.get()
-        return time.time() if clock is None else clock()
-
-
-if not isinstance(getattr(_limits_memory, "time", None), _ContextClockTime):
-    _limits_memory.time = _ContextClockTime()  # type: ignore[attr-defined,assignment]
-
-
-class _TrimmedMemoryStorage(MemoryStorage):
-    """`limits`' async memory storage without its background expiry task.
-
-    Upstream schedules an expiry task (which hops to a thread via ``asyncio.to_thread``) whenever
-    the previous one has ended: a task left behind after the limiter is done, and thread hops.
-    A moving window only needs its ``limit`` newest entries, so trimming on each hit keeps memory
-    bounded instead. Measured here: about 6 µs per permit at burst 10, against the ~100 µs of
-    client CPU a request costs, so ``limits`` is kept rather than a hand-written bucket.
-    """
-
-    async def _MemoryStorage__schedule_expiry(self) -> None:
-        return None
-
-    async def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
-        acquired: bool = await super().acquire_entry(key, limit, expiry, amount)
-        events = self.events.get(key)
-        if events is not None and len(events) > limit:
-            del events[limit:]
-        return acquired
+#: How early a timer may fire on the default clock: asyncio runs a timer once ``loop.time()`` is
+#: within the clock's resolution of it. A permit that comes due that close is given at once
+#: (and booked at its due time), rather than waited for with ever smaller sleeps.
+_CLOCK_RESOLUTION: Final = time.get_clock_info("monotonic").resolution
 
 
 @attrs.frozen(slots=True)
@@ -299,26 +290,27 @@ class RateLimiter:
             second's worth (at least 1), which absorbs scheduling jitter without big bursts.
         clock: seconds, monotonic; default ``asyncio.get_running_loop().time``.
 
-    Built on ``limits``' moving window: ``burst`` hits per window of ``burst / rate`` seconds.
-    ``limits`` counts windows in whole seconds, so the limiter hands it a clock in units of one
-    window (``clock() / window``): any fractional rate and burst are then exact. Waiters are
-    served first come, first served.
+    A moving window: no window of ``burst / rate`` seconds ever holds more than ``burst``
+    permits, so no window of ``k * burst / rate`` seconds holds more than ``k * burst`` (a
+    server counting ``rate`` per second never sees more). The limiter keeps the times of the
+    last ``burst`` permits: the next one is due ``burst / rate`` seconds after the oldest of
+    them. Waiters are served first come, first served; a waiter cancelled while it waits (a
+    stopped ``execute_many``) takes no permit and leaves nothing behind.
     """
 
     def __init__(
         self, rate: float, *, burst: int | None = None, clock: Callable[[], float] | None = None
     ) -> None:
-        if not rate > 0 or math.isinf(rate):
-            raise ValueError(f"rate must be a positive finite number, got {rate!r}")
+        rate = _check_number("rate", rate, low=0.0, strict=True)
         if burst is None:
             burst = max(1, math.ceil(rate / 10))
-        _check_cap("burst", burst)
-        self.rate = float(rate)
+        _check_cap("burst", burst, optional=False)
+        _check_clock(clock)
+        self.rate = rate
         self.burst = burst
-        self._window = burst / self.rate
+        self._window = burst / rate
         self._clock = clock
-        self._item = limits.RateLimitItemPerSecond(burst, 1, namespace="alloy-async")
-        self._strategy = MovingWindowRateLimiter(_TrimmedMemoryStorage())
+        self._granted: deque[float] = deque(maxlen=burst)  # the last `burst` permits' times
         self._lock: asyncio.Lock | None = None
         self._acquired = 0
         self._waiting = 0
@@ -329,31 +321,29 @@ class RateLimiter:
             return self._clock()
         return asyncio.get_running_loop().time()
 
-    def _window_clock(self) -> float:
-        return self._now() / self._window
-
     async def acquire(self) -> float:
         """Wait for a permit; returns the seconds waited."""
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        started = self._now()
+        lock = self._lock
+        if lock is None:
+            lock = self._lock = asyncio.Lock()
+        granted = self._granted
+        started = now = self._now()
         self._waiting += 1
         try:
-            async with self._lock:  # FIFO: no waiter is overtaken by a later one
+            async with lock:  # FIFO: no waiter is overtaken by a later one
                 while True:
-                    token = _LIMITS_CLOCK.set(self._window_clock)
-                    try:
-                        if await self._strategy.hit(self._item, "rate"):
-                            break
-                        stats = await self._strategy.get_window_stats(self._item, "rate")
-                    finally:
-                        _LIMITS_CLOCK.reset(token)
-                    # The window frees strictly after reset_time; 1 ns past it avoids a retry.
-                    delay = stats.reset_time * self._window - self._now()
-                    await asyncio.sleep(max(delay, 0.0) + 1e-9)
+                    now = self._now()
+                    if len(granted) < self.burst:
+                        granted.append(now)
+                        break
+                    due = granted[0] + self._window
+                    if now + _CLOCK_RESOLUTION + 4 * math.ulp(due) >= due:
+                        granted.append(max(now, due))  # the oldest drops out (maxlen)
+                        break
+                    await asyncio.sleep(due - now)
         finally:
             self._waiting -= 1
-        waited = self._now() - started
+        waited = max(0.0, now - started)
         self._acquired += 1
         self._waited += waited
         return waited
@@ -447,14 +437,22 @@ class AdaptiveLimiter:
         max_cooldown: float = 60.0,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        _check_cap("max_limit", max_limit)
-        _check_cap("min_limit", min_limit)
+        _check_cap("max_limit", max_limit, optional=False)
+        _check_cap("min_limit", min_limit, optional=False)
         if min_limit > max_limit:
-            raise ValueError("min_limit must be <= max_limit")
-        if not 0 < decrease < 1:
-            raise ValueError(f"decrease must be in (0, 1), got {decrease!r}")
-        if increase <= 0 or default_cooldown < 0 or max_cooldown < 0:
-            raise ValueError("increase must be > 0 and cool-downs >= 0")
+            raise InvalidRequestError(
+                f"min_limit must be <= max_limit ({max_limit}), got {min_limit!r}",
+                field="min_limit",
+            )
+        decrease = _check_number("decrease", decrease, low=0.0, strict=True)
+        if decrease >= 1:
+            raise InvalidRequestError(
+                f"decrease must be a factor in (0, 1), got {decrease!r}", field="decrease"
+            )
+        increase = _check_number("increase", increase, low=0.0, strict=True)
+        default_cooldown = _check_number("default_cooldown", default_cooldown, low=0.0)
+        max_cooldown = _check_number("max_cooldown", max_cooldown, low=0.0, finite=False)
+        _check_clock(clock)
         self.max_limit = max_limit
         self.min_limit = min_limit
         self.decrease = decrease

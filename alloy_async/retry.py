@@ -6,20 +6,27 @@ The waits come from :mod:`backoff` (``expo`` with ``full_jitter``) and the retry
 Side-effect rules (DESIGN.md section 5):
 
 * Reads (GET, and the idempotent PUT / DELETE) are retried on connection errors, timeouts,
-  408, 429 and 5xx.
+  408, 429 and every transient 5xx: 500, 502, 503, 504 and the 520-524 a CDN such as
+  Cloudflare answers when the origin failed, refused, timed out or was unreachable. 501, 505 and
+  the like are not transient (the same request gets the same answer) and are raised at once.
 * A POST (``actions.execute``, ``users.create``, ``credentials.create``) is retried only when
   the server cannot have acted: the connection could not be made or the request was not
   written, or the answer was 429 or 503. After the request was written and no answer came it
   is never re-sent (:class:`~alloy_async.errors.OutcomeUnknownError`); a 500/502/504 is raised.
 * ``retry_unsafe=True`` is the opt-in for callers who know their action is idempotent.
+
+A bad argument raises :class:`~alloy_async.errors.InvalidRequestError` (an ``AlloyError`` and a
+``ValueError``) whose ``field`` names it.
 """
 
 from __future__ import annotations
 
 import email.utils
 import itertools
+import math
+import numbers
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -30,20 +37,85 @@ from .errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
+    InvalidRequestError,
     OutcomeUnknownError,
 )
 
 __all__ = ["RetryPolicy", "parse_retry_after"]
 
 
-def _positive(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+#: Statuses retried for idempotent requests: 408, 429 and the transient 5xx, CDN ones included
+#: (Cloudflare's 520 unknown error, 521 origin down, 522 connection timed out, 523 origin
+#: unreachable, 524 origin timeout).
+_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+#: Statuses that prove the server did not act: even a POST is retried on them.
+_UNSAFE_RETRY_STATUSES = frozenset({429, 503})
 
 
-def _optional_positive(_: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None and value <= 0:
-        raise ValueError(f"{attribute.name} must be > 0 or None, got {value!r}")
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _non_negative(*, finite: bool) -> Callable[[object, attrs.Attribute[Any], Any], None]:
+    def check(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if (
+            not _is_number(value)
+            or math.isnan(value)
+            or value < 0
+            or (finite and math.isinf(value))
+        ):
+            kind = "a finite number" if finite else "a number"
+            raise InvalidRequestError(
+                f"{attribute.name} must be {kind} >= 0, got {value!r}", field=attribute.name
+            )
+
+    return check
+
+
+def _retry_count(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidRequestError(
+            f"{attribute.name} must be an integer >= 0, got {value!r}", field=attribute.name
+        )
+
+
+def _deadline(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (not _is_number(value) or not math.isfinite(value) or value <= 0):
+        raise InvalidRequestError(
+            f"{attribute.name} must be a finite number of seconds > 0, or None for no "
+            f"deadline, got {value!r}",
+            field=attribute.name,
+        )
+
+
+def _flag(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, bool):
+        raise InvalidRequestError(
+            f"{attribute.name} must be True or False, got {value!r}", field=attribute.name
+        )
+
+
+def _statuses(name: str, value: Iterable[int]) -> frozenset[int]:
+    try:
+        statuses = frozenset(value)
+    except TypeError:
+        statuses = None
+    if statuses is None or not all(
+        isinstance(s, int) and not isinstance(s, bool) and 400 <= s <= 599 for s in statuses
+    ):
+        raise InvalidRequestError(
+            f"{name} must be a set of HTTP error statuses (integers 400-599), got {value!r}",
+            field=name,
+        )
+    return statuses
+
+
+def _retry_statuses(value: Iterable[int]) -> frozenset[int]:
+    return _statuses("retry_statuses", value)
+
+
+def _unsafe_retry_statuses(value: Iterable[int]) -> frozenset[int]:
+    return _statuses("unsafe_retry_statuses", value)
 
 
 @attrs.frozen(kw_only=True)
@@ -57,24 +129,34 @@ class RetryPolicy:
         max_retry_after: the longest ``Retry-After`` the SDK will wait; a longer one raises
             :class:`~alloy_async.errors.RateLimitError` at once, with ``retry_after`` set.
         deadline: seconds for the whole call (attempts and waits together), or None.
-        retry_statuses: statuses that are retried for idempotent requests.
+        retry_statuses: statuses that are retried for idempotent requests: 408, 429, 500,
+            502, 503, 504 and 520-524 (a CDN's "origin failed / down / timed out /
+            unreachable").
         unsafe_retry_statuses: statuses that prove the server did not act, so that even a
-            POST is retried (429 and 503).
+            POST is retried (429 and 503). A POST is retried on a status only when it is in
+            both sets.
         retry_unsafe: retry non-idempotent requests as if they were idempotent. Only for
             actions the caller knows are safe to repeat.
     """
 
-    max_retries: int = attrs.field(default=3, validator=_positive)
-    backoff_base: float = attrs.field(default=0.5, validator=_positive)
-    backoff_max: float = attrs.field(default=8.0, validator=_positive)
-    max_retry_after: float = attrs.field(default=60.0, validator=_positive)
-    deadline: float | None = attrs.field(default=None, validator=_optional_positive)
-    retry_statuses: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
-    unsafe_retry_statuses: frozenset[int] = frozenset({429, 503})
-    retry_unsafe: bool = False
+    max_retries: int = attrs.field(default=3, validator=_retry_count)
+    backoff_base: float = attrs.field(default=0.5, validator=_non_negative(finite=True))
+    backoff_max: float = attrs.field(default=8.0, validator=_non_negative(finite=False))
+    max_retry_after: float = attrs.field(default=60.0, validator=_non_negative(finite=False))
+    deadline: float | None = attrs.field(default=None, validator=_deadline)
+    retry_statuses: frozenset[int] = attrs.field(default=_RETRY_STATUSES, converter=_retry_statuses)
+    unsafe_retry_statuses: frozenset[int] = attrs.field(
+        default=_UNSAFE_RETRY_STATUSES, converter=_unsafe_retry_statuses
+    )
+    retry_unsafe: bool = attrs.field(default=False, validator=_flag)
 
     def backoff_wait(self, retry_number: int) -> float:
         """The jittered wait before retry ``retry_number`` (1-based), in seconds."""
+        if isinstance(retry_number, bool) or not isinstance(retry_number, int) or retry_number < 1:
+            raise InvalidRequestError(
+                f"retry_number must be an integer >= 1, got {retry_number!r}",
+                field="retry_number",
+            )
         gen = backoff.expo(base=2, factor=self.backoff_base, max_value=self.backoff_max)
         next(gen)  # backoff primes its generators with one None send
         raw = next(itertools.islice(gen, retry_number - 1, None))
