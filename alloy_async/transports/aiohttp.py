@@ -235,8 +235,7 @@ class AiohttpTransport:
             # Closing the client cancels calls still waiting for a pooled connection; report
             # that as an SDK error unless this task itself is being cancelled.
             task = asyncio.current_task()
-            cancelling = getattr(task, "cancelling", None)
-            if self._closed and not (cancelling is not None and cancelling()):
+            if self._closed and not (task is not None and task.cancelling()):
                 raise APIConnectionError(
                     "the client was closed while this call waited for a connection",
                     method=request.method,
