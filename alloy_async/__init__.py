@@ -5,11 +5,11 @@
 ...     user = await alloy.users.create(username="merchant_123@example.com")
 """
 
-__version__ = "0.1.0"
-
+from ._core import CallStats
 from ._http import Request, Response
-from .bulk import BulkRun
+from ._version import __version__
 from .client import AlloyClient
+from .engine import BulkRun, SqliteJournal
 from .errors import (
     AlloyError,
     APIConnectionError,
@@ -32,8 +32,7 @@ from .errors import (
     ServerError,
     UnprocessableEntityError,
 )
-from .journal import SqliteJournal
-from .limits import AdaptiveLimiter, ConcurrencyLimiter, RateLimiter
+from .limiters import AdaptiveLimiter, ConcurrencyLimiter, RateLimiter
 from .models import BulkReport, ExecuteJob, ExecutionResult, JobOutcome
 from .pagination import AsyncPaginator, Page
 from .retry import RetryPolicy
@@ -51,6 +50,7 @@ __all__ = [
     "BadRequestError",
     "BulkReport",
     "BulkRun",
+    "CallStats",
     "ConcurrencyLimiter",
     "ConfigurationError",
     "ConflictError",

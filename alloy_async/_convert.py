@@ -2,10 +2,10 @@
 
 * camelCase keys map to snake_case fields (and snake_case keys are accepted too);
 * every shape the sources disagree on is accepted (DESIGN.md section 3, alloy-api.md section 10),
-  through per-model aliases, wrappers and normalizers kept in ``_SHAPES``;
+  through per-model aliases, wrappers and normalizers kept in ``_SHAPES`` (``_shapes.py``);
 * lenient: a missing or ``null`` optional value becomes None (or an empty tuple), a scalar of
-  the wrong type is coerced when the meaning is clear and dropped otherwise, unknown keys (and
-  timestamps that do not parse) land in the model's read-only ``extra``;
+  the wrong type is coerced (``_coerce.py``) when the meaning is clear and dropped otherwise,
+  unknown keys (and timestamps that do not parse) land in the model's read-only ``extra``;
 * only a payload that cannot be a model at all (not a JSON object, a missing id) raises
   :class:`~alloy_async.errors.InvalidResponseError`, naming the model.
 
@@ -14,23 +14,20 @@
 
 from __future__ import annotations
 
-import re
-import types
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import datetime
 from types import MappingProxyType
-from typing import Any, TypeVar, Union, get_args, get_origin
+from typing import Any, TypeVar, get_args, get_origin
 
 import attrs
 from cattrs import Converter
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from ._coerce import _COERCERS, _coercer_for, _is_datetime, _optional_arg, _to_bool, _to_datetime
+from ._shapes import _PLAIN, _SHAPES, _camel, _key_map
 from .errors import InvalidResponseError
 from .models._base import EMPTY
-from .models.actions import Action, CatalogAction, ExecutionResult
-from .models.connectors import ActionSummary, Connector, Resource
-from .models.credentials import Credential, CredentialCreated, CredentialMetadata
-from .models.files import StoredFile, UploadTarget
+from .models.actions import ExecutionResult
 
 __all__ = [
     "converter",
@@ -43,251 +40,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-# ---------------------------------------------------------------------------------------------
-# Scalar coercion: each returns None when the value has no sensible meaning as that type.
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
-def _to_str(value: Any) -> str | None:
-    if type(value) is str:
-        return value
-    # Ids sometimes arrive as numbers; a bool or an object is not a string in any sense.
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-def _to_int(value: Any) -> int | None:
-    if type(value) is int:
-        return value
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else None
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            try:
-                number = float(value)
-            except ValueError:
-                return None
-            return int(number) if number.is_integer() else None
-    return None
-
-
-_TRUE = frozenset({"true", "1", "yes", "y", "on"})
-_FALSE = frozenset({"false", "0", "no", "n", "off"})
-
-
-def _to_bool(value: Any) -> bool | None:
-    if type(value) is bool:
-        return value
-    if type(value) is int and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-    return None
-
-
-_FRACTION = re.compile(r"\.(\d+)")
-_COMPACT_OFFSET = re.compile(r"([+-]\d{2})(\d{2})$")
-
-
-def _parse_iso(text: str) -> datetime:
-    text = text.strip()
-    if text[-1:] in ("Z", "z"):
-        text = text[:-1] + "+00:00"
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        # Python 3.10 accepts only 3 or 6 fraction digits and only "+HH:MM" offsets.
-        text = _FRACTION.sub(lambda m: "." + (m.group(1) + "000000")[:6], text, count=1)
-        if "T" in text or " " in text:
-            text = _COMPACT_OFFSET.sub(r"\1:\2", text)
-        return datetime.fromisoformat(text)
-
-
-def _to_datetime(value: Any) -> datetime | None:
-    try:
-        if isinstance(value, datetime):
-            parsed = value
-        elif isinstance(value, str) and value:
-            parsed = _parse_iso(value)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            # Epoch seconds, or milliseconds when too large to be seconds.
-            seconds = value / 1000 if abs(value) > 1e11 else value
-            return datetime.fromtimestamp(seconds, tz=UTC)
-        else:
-            return None
-    except (ValueError, OverflowError, OSError):
-        return None
-    # A timestamp without an offset is taken as UTC, so every datetime we return is aware.
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def _to_mapping(value: Any) -> Any:
-    return value if isinstance(value, dict) else None
-
-
-_COERCERS: dict[Any, Callable[[Any], Any]] = {
-    str: _to_str,
-    int: _to_int,
-    bool: _to_bool,
-    datetime: _to_datetime,
-}
-
-
-def _optional_arg(tp: Any) -> Any:
-    """``X`` for ``X | None`` (or ``Optional[X]``), else None."""
-    if get_origin(tp) in (Union, types.UnionType):
-        args = get_args(tp)
-        if len(args) == 2 and type(None) in args:
-            return args[0] if args[1] is type(None) else args[1]
-    return None
-
-
-def _coercer_for(tp: Any) -> Callable[[Any], Any] | None:
-    if tp in _COERCERS:
-        return _COERCERS[tp]
-    if get_origin(tp) is Mapping:
-        return _to_mapping
-    return None
-
-
-def _is_datetime(tp: Any) -> bool:
-    return tp is datetime or _optional_arg(tp) is datetime
-
-
-# ---------------------------------------------------------------------------------------------
-# Per-model shapes: the alternative spellings the sources use.
-
-
-@attrs.frozen
-class _Shape:
-    # input key -> field name, for spellings other than the field's camelCase / snake_case
-    aliases: Mapping[str, str] = attrs.field(factory=dict)
-    # {"<wrapper>": {...}} is unwrapped; the wrapper's sibling keys go to extra
-    wrapper: str | None = None
-    # a bare string stands for the model with only this field set (resource action lists)
-    scalar_field: str | None = None
-    # rewrites a payload into the canonical shape; may move keys into extra
-    normalize: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None
-    # checks a built model; raises ValueError when it cannot be used
-    check: Callable[[Any], None] | None = None
-
-
-def _normalize_resource(data: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    # The generated spec sends {resourceId: "orders", name: "Orders"}: there ``name`` is the
-    # label and ``resourceId`` is what the quick start calls ``name``.
-    if "resourceId" not in data:
-        return data
-    data = dict(data)
-    rid = data.pop("resourceId")
-    if "name" in data and "displayName" not in data:
-        data["displayName"] = data.pop("name")
-    elif "name" in data:
-        extra["name"] = data.pop("name")
-    data["name"] = rid
-    return data
-
-
-def _names_of_required(items: list[Any], *, default: bool) -> list[str]:
-    names = []
-    for item in items:
-        if isinstance(item, str):
-            names.append(item)
-        elif isinstance(item, dict) and isinstance(item.get("name"), str):
-            required = item.get("required", default)
-            if required is True or (required is not False and default):
-                names.append(item["name"])
-    return names
-
-
-def _normalize_metadata(data: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    fields = data.get("requiredFields")
-    if isinstance(fields, list):
-        if all(isinstance(item, str) for item in fields):
-            return data
-        # Generated spec: [{name, description, required}]; keep the objects, expose the names.
-        extra["requiredFields"] = fields
-        return {**data, "requiredFields": _names_of_required(fields, default=True)}
-    if fields is not None:
-        return data
-    props = data.get("properties")
-    if isinstance(props, list):  # quick start: [{name, required, type}]
-        return {**data, "requiredFields": _names_of_required(props, default=False)}
-    schema = data.get("inputSchema")
-    required = schema.get("required") if isinstance(schema, dict) else None
-    if isinstance(required, list):
-        return {**data, "requiredFields": [r for r in required if isinstance(r, str)]}
-    return data
-
-
-def _normalize_catalog(data: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    # A catalog page keyed by slug only (seed 004): the slug is what gets executed.
-    if "actionId" not in data and "id" not in data and "action_id" not in data:
-        slug = data.get("slug")
-        if isinstance(slug, str):
-            return {**data, "actionId": slug}
-    return data
-
-
-def _check_created(obj: Any) -> None:
-    if obj.credential_id is None and obj.oauth_url is None:
-        raise ValueError("neither credentialId nor oauthUrl in the answer")
-
-
-_SHAPES: dict[type, _Shape] = {
-    Connector: _Shape(aliases={"connectorId": "id", "icon": "icon_url", "category": "categories"}),
-    ActionSummary: _Shape(aliases={"actionId": "id", "displayName": "name"}, scalar_field="id"),
-    Resource: _Shape(normalize=_normalize_resource),
-    Action: _Shape(
-        aliases={"actionId": "id", "name": "display_name", "method": "http_method"},
-        wrapper="action",
-    ),
-    Credential: _Shape(),
-    CredentialCreated: _Shape(check=_check_created),
-    CredentialMetadata: _Shape(
-        aliases={"authType": "authentication_type"}, normalize=_normalize_metadata
-    ),
-    UploadTarget: _Shape(wrapper="presignedUrl"),
-    # S3's own listing spells these Key / Size / LastModified.
-    StoredFile: _Shape(
-        aliases={
-            "fileName": "filename",
-            "Key": "s3_key",
-            "Size": "size",
-            "LastModified": "last_modified",
-        }
-    ),
-    CatalogAction: _Shape(
-        aliases={"connectorSlug": "connector_id", "id": "action_id"},
-        normalize=_normalize_catalog,
-    ),
-}
-_PLAIN = _Shape()
-
-
-def _key_map(cls: type) -> dict[str, str]:
-    """Every accepted input key of ``cls`` -> the camelCase name of its field."""
-    keys: dict[str, str] = {}
-    for field in attrs.fields(cls):
-        if field.name != "extra":
-            keys[field.name] = keys[_camel(field.name)] = _camel(field.name)
-    for alias, name in _SHAPES.get(cls, _PLAIN).aliases.items():
-        keys[alias] = _camel(name)
-    return keys
-
 
 # ---------------------------------------------------------------------------------------------
 # Hooks

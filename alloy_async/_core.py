@@ -1,50 +1,48 @@
 """The request pipeline: build the request, send it under the retry policy, map errors.
 
 ``build -> [retry loop (backoff) -> transport.send] -> status -> error tree``.
-Services reach HTTP only through :class:`Requester`.
+Services reach HTTP only through :class:`Requester`. Everything that needs no event loop
+(building the request, decoding the answer, the error for a status, ``Retry-After``) is in
+the sans-I/O ``_wire.py``; this module owns the loop, the clock, the transport and the retries.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import json as stdlib_json
 import logging
 import os
 import platform
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 import backoff
-import orjson
 
-from . import __version__
-from ._http import IDEMPOTENT_METHODS, Headers, Request, Response, build_url, check_header
+from ._http import IDEMPOTENT_METHODS, Headers, Request, Response, bind_loop
+from ._version import __version__
+from ._wire import (
+    build_request,
+    common_headers,
+    decode_json,
+    error_from_response,
+    parse_retry_after,
+)
 from .errors import (
     AlloyError,
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
     ConfigurationError,
-    InvalidRequestError,
-    InvalidResponseError,
     OutcomeUnknownError,
     RateLimitError,
-    status_error_class,
 )
-from .models._base import non_finite_path
-from .retry import RetryPolicy, parse_retry_after
+from .retry import RetryPolicy
 from .transports.base import Transport
 
 __all__ = [
     "CallStats",
     "Requester",
     "ThrottleListener",
-    "decode_json",
-    "error_from_response",
-    "loads",
     "logger",
 ]
 
@@ -60,11 +58,6 @@ _BACKSTOP = 0.5
 _SENSITIVE_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "x-alloy-user-token", "cookie"}
 )
-
-
-def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """A copy of ``headers`` with credentials replaced, for logs."""
-    return {k: (_REDACTED if k.lower() in _SENSITIVE_HEADERS else v) for k, v in headers.items()}
 
 
 def _user_agent() -> str:
@@ -102,168 +95,6 @@ def configure_logging_from_env() -> None:
     logger.setLevel(logging.DEBUG if level == "debug" else logging.INFO)
 
 
-# orjson reads an integer beyond 64 bits (below -2**63 or above 2**64 - 1) as a rounded float.
-# Such an integer is a run of at least 19 digits: only a body with a run that long (found by
-# mapping every digit to "0" and searching for 19 zeros, both in C) is looked at again.
-_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
-_LONG_RUN = b"0" * 19
-_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
-_BEFORE_NUMBER = frozenset(b"[:, \t\r\n")
-_AFTER_NUMBER = frozenset(b"]}, \t\r\n")
-
-
-def loads(data: bytes) -> Any:
-    """Decode JSON with orjson, keeping integers beyond 64 bits exact.
-
-    orjson (the fast path) turns them into rounded floats; a body that has one is decoded
-    again with the standard library's ``json``, which keeps them as ``int``.
-
-    Raises:
-        orjson.JSONDecodeError: not JSON.
-    """
-    value = orjson.loads(data)
-    if data.translate(_DIGITS_TO_ZERO).find(_LONG_RUN) < 0:
-        return value
-    return _exact_integers(data, value)
-
-
-def _exact_integers(data: bytes, value: Any) -> Any:
-    """``value`` (orjson's reading of ``data``), or ``data`` read again by ``json`` when a run
-    of 19 digits or more is an integer token beyond 64 bits (runs inside a float do not
-    count; a string that looks like such a number only costs a slower decode)."""
-    digits = data.translate(_DIGITS_TO_ZERO)
-    size = len(data)
-    at = digits.find(_LONG_RUN)
-    while at >= 0:
-        end = at + 19
-        while end < size and digits[end] == 48:  # b"0": the run goes on
-            end += 1
-        start = at - 1 if at and data[at - 1] == 45 else at  # b"-"
-        is_token = (not start or data[start - 1] in _BEFORE_NUMBER) and (
-            end == size or data[end] in _AFTER_NUMBER
-        )
-        if is_token and (end - at > 20 or not _INT_MIN <= int(data[start:end]) <= _INT_MAX):
-            try:
-                return stdlib_json.loads(data)
-            except (ValueError, RecursionError):  # beyond json's limits: keep orjson's
-                return value
-        at = digits.find(_LONG_RUN, end)
-    return value
-
-
-def decode_json(response: Response, request: Request) -> Any:
-    """Decode a 2xx body: None when empty, else JSON (or :class:`InvalidResponseError`).
-
-    Integers beyond 64 bits stay exact (see :func:`loads`).
-    """
-    body = response.body
-    if not body or body.isspace():
-        return None
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise InvalidResponseError(
-            f"expected JSON from {request.method} {request.path}, got "
-            f"{response.headers.get('content-type', 'no content type')} "
-            f"({len(body)} bytes)",
-            status=response.status,
-            request_id=response.request_id,
-        ) from None
-    # loads(), inlined: this is the hot path (one translate and one find, both in C).
-    if body.translate(_DIGITS_TO_ZERO).find(_LONG_RUN) < 0:
-        return value
-    return _exact_integers(body, value)
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-def error_from_response(response: Response, request: Request) -> APIStatusError:
-    """Build the right :class:`APIStatusError` from any documented error-body shape."""
-    status = response.status
-    body: Any = None
-    code = source = message = None
-    details: Any = None
-    raw = response.body
-    if raw:
-        try:
-            body = loads(raw)
-        except orjson.JSONDecodeError:
-            body = raw[:2048].decode("utf-8", "replace")
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict):  # {"error": {"code", "message", "source", "details"}}
-            code = _text(err.get("code")) or _text(err.get("type"))
-            message = _text(err.get("message"))
-            source = _text(err.get("source"))
-            details = err.get("details")
-        elif isinstance(err, str):  # {"error": "CODE", "message": ...}
-            if message is None and " " in err.strip() and "message" not in body:
-                message = err
-            else:
-                code = err
-        elif isinstance(err, int) and not isinstance(err, bool):  # {"error": 404, ...}
-            code = str(err)
-        if message is None:
-            for key in ("message", "error_description", "detail", "msg", "title"):
-                message = _text(body.get(key))
-                if message:
-                    break
-        code = code or _text(body.get("code"))
-        source = source or _text(body.get("source"))
-        if details is None:
-            details = body.get("details")
-        errors = body.get("errors")
-        if message is None and isinstance(errors, list) and errors:
-            first = errors[0]
-            message = _text(first.get("message")) if isinstance(first, dict) else _text(first)
-    elif isinstance(body, str) and body.strip() and not body.lstrip().startswith("<"):
-        message = body.strip()[:500]
-    if not message:
-        message = _REASONS.get(status, "HTTP error")
-    kwargs: dict[str, Any] = {
-        "status": status,
-        "code": code,
-        "source": source,
-        "details": details,
-        "request_id": response.request_id,
-        "body": body,
-        "method": request.method,
-        "path": request.path,
-    }
-    cls = status_error_class(status)
-    if cls is RateLimitError:
-        return RateLimitError(message, retry_after=parse_retry_after(response.headers), **kwargs)
-    if 300 <= status < 400:
-        location = response.headers.get("location", "")
-        message = f"unexpected redirect to {location[:200]!r} (redirects are not followed)"
-    return cls(message, **kwargs)
-
-
-_REASONS = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    408: "Request Timeout",
-    409: "Conflict",
-    413: "Payload Too Large",
-    422: "Unprocessable Entity",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
-}
-
-
 @attrs.define(slots=True)
 class _Shared:
     """State every view of one client shares: the transport, the loop, the closed flag."""
@@ -278,18 +109,7 @@ class _Shared:
             raise ConfigurationError(
                 "this AlloyClient is closed; create a new one (or keep it open for the app's life)"
             )
-        loop = asyncio.get_running_loop()
-        if self.loop is None:
-            self.loop = loop
-        elif self.loop is not loop:
-            if self.loop.is_closed():
-                raise ConfigurationError(
-                    "this AlloyClient was used in an event loop that is now closed; "
-                    "create the client inside the loop that uses it"
-                )
-            raise ConfigurationError(
-                "this AlloyClient is bound to another event loop; create one client per loop"
-            )
+        self.loop = bind_loop(self.loop, "this AlloyClient")
 
 
 class _Retry(Exception):
@@ -351,22 +171,16 @@ class Requester:
     retry: RetryPolicy
     default_headers: Mapping[str, str]
     throttle_listener: ThrottleListener | None = None
-    _base_headers: Headers = attrs.field(init=False, repr=False)
+    base_headers: Headers = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        # Headers masks credentials in its repr: error trackers that record frame locals
-        # (Sentry and the like) never see the key.
-        headers = Headers(
-            {
-                "authorization": f"Bearer {self.api_key}",
-                "x-api-version": self.api_version,
-                "user-agent": user_agent(),
-                "accept": "application/json",
-            }
-        )
-        for name, value in self.default_headers.items():
-            headers[name.lower()] = check_header(name, value)
-        object.__setattr__(self, "_base_headers", headers)
+        headers = common_headers(self.api_key, self.api_version, user_agent(), self.default_headers)
+        object.__setattr__(self, "base_headers", headers)
+
+    #: Build one :class:`Request` (no I/O; raises :class:`InvalidRequestError`): the wire
+    #: layer's pure function with this requester as its defaults, bound as a method so the hot
+    #: path pays no extra call.
+    build = build_request
 
     @property
     def transport(self) -> Transport:
@@ -390,67 +204,6 @@ class Requester:
         shared.closed = True
         if shared.owns_transport:
             await shared.transport.aclose()
-
-    def build(
-        self,
-        method: str,
-        template: str,
-        *,
-        path_params: Mapping[str, object] | None = None,
-        query: Mapping[str, Any] | None = None,
-        json: Any = None,
-        user_id: str | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, Any] | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        timeout: float | None = None,
-    ) -> Request:
-        """Build one :class:`Request` (no I/O); raises :class:`InvalidRequestError`."""
-        if extra_query:
-            query = {**query, **extra_query} if query else dict(extra_query)
-        if query:
-            url, path = build_url(self.base_url, template, path_params or {}, query)
-        else:
-            url, path = _build_path_url(self.base_url, template, path_params)
-        headers = Headers(self._base_headers)
-        uid = user_id if user_id is not None else self.user_id
-        if uid is not None:
-            if not isinstance(uid, str) or not uid.strip():
-                raise InvalidRequestError("user_id must be a non-empty string", field="user_id")
-            if "\r" in uid or "\n" in uid or "\x00" in uid:
-                check_header("x-alloy-userid", uid)  # raises, naming the header
-            headers["x-alloy-userid"] = uid
-        body: bytes | None = None
-        if extra_body:
-            if json is None:
-                json = {}
-            if not isinstance(json, dict):
-                raise InvalidRequestError("extra_body needs a JSON object body", field="extra_body")
-            json = {**json, **extra_body}
-        if json is not None:
-            try:
-                body = orjson.dumps(json)
-            except (TypeError, orjson.JSONEncodeError) as exc:
-                raise InvalidRequestError(
-                    f"the request body of {method} {path} is not JSON-serialisable: {exc}",
-                    field="body",
-                ) from None
-            # orjson writes NaN and +-Infinity as null: look for them only when the encoded
-            # body has a null at all (most bodies have none). find() is cheaper than "in".
-            if body.find(b"null") >= 0:
-                _refuse_non_finite(method, path, json, extra_body)
-            headers["content-type"] = "application/json"
-        if extra_headers:
-            for name, value in extra_headers.items():
-                headers[name.lower()] = check_header(name, value)
-        return Request(
-            method=method,
-            url=url,
-            headers=headers,
-            body=body,
-            timeout=self.timeout if timeout is None else timeout,
-            path=path,
-        )
 
     async def request(
         self,
@@ -665,48 +418,6 @@ def _final_error(call: _Call, error: AlloyError) -> AlloyError:
     return error
 
 
-#: Body keys of the documented requests -> the argument the caller gave them as.
-_ARGUMENTS = {
-    "requestBody": "request_body",
-    "queryParameters": "query_parameters",
-    "pathParams": "path_params",
-    "additionalHeaders": "additional_headers",
-}
-_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-
-
-def _argument_name(key: str) -> str:
-    return _ARGUMENTS.get(key) or _CAMEL_HUMP.sub("_", key).lower()
-
-
-def _refuse_non_finite(
-    method: str, path: str, json: Any, extra_body: Mapping[str, Any] | None
-) -> None:
-    """Raise :class:`InvalidRequestError` naming the first NaN or +-Infinity in a body, by
-    the argument it came from (``request_body.items[3].price``, ``extra_body.ratio``)."""
-    found = None
-    if isinstance(json, dict):
-        for key, value in json.items():
-            if extra_body and key in extra_body:
-                root = "extra_body" + (f".{key}" if str(key).isidentifier() else f"[{key!r}]")
-            elif isinstance(key, str) and key.isidentifier():
-                root = _argument_name(key)
-            else:
-                root = f"body[{key!r}]"
-            found = non_finite_path(value, root)
-            if found is not None:
-                break
-    else:
-        found = non_finite_path(json, "body")
-    if found is not None:
-        where, value = found
-        raise InvalidRequestError(
-            f"the request body of {method} {path} cannot be sent: {where} is {value!r} "
-            "(JSON has no NaN or Infinity; it would have been sent as null)",
-            field=where,
-        )
-
-
 _BUILD_KEYS = frozenset(
     {
         "path_params",
@@ -719,28 +430,6 @@ _BUILD_KEYS = frozenset(
         "timeout",
     }
 )
-
-
-def _build_path_url(
-    base_url: str, template: str, path_params: Mapping[str, object] | None
-) -> tuple[str, str]:
-    """``build_url`` without a query, memoised for string parameters (the hot execute path
-    builds the same few connector/action URLs over and over; percent-encoding them each time
-    was a tenth of the in-process cost of a call)."""
-    if not path_params:
-        return _cached_url(base_url, template, ())
-    items = tuple(path_params.items())
-    for _, value in items:
-        if type(value) is not str:
-            return build_url(base_url, template, path_params, None)
-    return _cached_url(base_url, template, items)
-
-
-@functools.lru_cache(maxsize=4096)
-def _cached_url(
-    base_url: str, template: str, items: tuple[tuple[str, str], ...]
-) -> tuple[str, str]:
-    return build_url(base_url, template, dict(items), None)
 
 
 def _build_only(kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -1,22 +1,24 @@
-"""Request and Response value objects, URL building and header checks. No I/O here."""
+"""Request and Response value objects and the header checks. No I/O here.
+
+Building a request and reading a response are in ``_wire.py``.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
-from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import attrs
 
-from .errors import InvalidRequestError
+from .errors import ConfigurationError, InvalidRequestError
 
 __all__ = [
     "Headers",
     "Request",
     "Response",
-    "build_url",
     "check_header",
-    "encode_path_param",
+    "header_value_ok",
 ]
 
 #: Methods that never change state at the API: safe to send again after any failure.
@@ -99,23 +101,13 @@ class Response:
         return f"<Response {self.status} ({len(self.body)} bytes)>"
 
 
-def encode_path_param(name: str, value: object) -> str:
-    """Percent-encode one path parameter so it can never leave its segment.
+def header_value_ok(value: str) -> bool:
+    """Whether ``value`` may be sent as a header value: no CR, LF or NUL (header injection).
 
-    Raises:
-        InvalidRequestError: the value is empty, not a string, or is ``.``/``..``.
+    The one such check: user ids, the API version, extra and default headers (through
+    :func:`check_header`) and the third party's ``additional_headers`` all go through it.
     """
-    if not isinstance(value, str):
-        raise InvalidRequestError(
-            f"{name} must be a string, got {type(value).__name__}", field=name
-        )
-    if not value or not value.strip():
-        raise InvalidRequestError(f"{name} must be a non-empty string", field=name)
-    if value in (".", ".."):
-        raise InvalidRequestError(f"{name} may not be {value!r}", field=name)
-    if "\x00" in value:
-        raise InvalidRequestError(f"{name} may not contain NUL", field=name)
-    return quote(value, safe="")
+    return "\r" not in value and "\n" not in value and "\x00" not in value
 
 
 def check_header(name: str, value: object) -> str:
@@ -127,47 +119,15 @@ def check_header(name: str, value: object) -> str:
             raise InvalidRequestError(
                 f"header {name!r} must be a string, got {type(value).__name__}", field=name
             )
-    if "\r" in value or "\n" in value or "\x00" in value:
+    if not header_value_ok(value):
         raise InvalidRequestError(f"header {name!r} may not contain CR, LF or NUL", field=name)
     if not name or any(c in name for c in '\r\n\x00:() <>@,;\\"/[]?={}\t'):
         raise InvalidRequestError(f"invalid header name {name!r}", field=name)
     return value
 
 
-def _query_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def build_url(
-    base_url: str, template: str, path_params: Mapping[str, object], query: Mapping[str, Any] | None
-) -> tuple[str, str]:
-    """Fill ``template`` (e.g. ``/users/{userId}``) and return ``(url, path)``.
-
-    Every path parameter is percent-encoded (``/`` included); query values that are None are
-    dropped, lists repeat the key.
-    """
-    path = template.format_map({k: encode_path_param(k, v) for k, v in path_params.items()})
-    url = base_url + path
-    if query:
-        pairs: list[tuple[str, str]] = []
-        for key, value in query.items():
-            if value is None:
-                continue
-            if isinstance(value, (list, tuple)):
-                pairs.extend((key, _query_value(v)) for v in value)
-            else:
-                pairs.append((key, _query_value(value)))
-        if pairs:
-            url += "?" + urlencode(pairs)
-    return url, path
-
-
 def normalize_base_url(base_url: str) -> str:
     """Strip a trailing slash and check the scheme; http is allowed only for loopback hosts."""
-    from .errors import ConfigurationError
-
     url = base_url.strip().rstrip("/")
     try:
         parts = urlsplit(url)
@@ -198,3 +158,21 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def bind_loop(bound: asyncio.AbstractEventLoop | None, what: str) -> asyncio.AbstractEventLoop:
+    """The running loop, if ``what`` (bound to ``bound``, or to nothing yet) may use it.
+
+    The one loop-binding check: a client or transport is used from one event loop only, and
+    another loop gets a :class:`~alloy_async.errors.ConfigurationError` instead of aiohttp's
+    "Event loop is closed" or a hang.
+    """
+    loop = asyncio.get_running_loop()
+    if bound is None or bound is loop:
+        return loop
+    if bound.is_closed():
+        raise ConfigurationError(
+            f"{what} was used in an event loop that is now closed; "
+            "create the client inside the loop that uses it"
+        )
+    raise ConfigurationError(f"{what} is bound to another event loop; create one client per loop")

@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import Any
 
 from ._core import Requester, _Shared, configure_logging_from_env
-from ._http import check_header, normalize_base_url
+from ._http import check_header, header_value_ok, normalize_base_url
 from .errors import ConfigurationError, InvalidRequestError
 from .retry import RetryPolicy
 from .transports.base import Transport
@@ -65,7 +65,7 @@ class AlloyClient:
             raise ConfigurationError(
                 "no API key: pass api_key=... or set the ALLOY_API_KEY environment variable"
             )
-        if "\r" in key or "\n" in key or "\x00" in key:
+        if not header_value_ok(key):
             raise ConfigurationError("the API key may not contain CR, LF or NUL")
         url = normalize_base_url(base_url or os.environ.get("ALLOY_BASE_URL") or DEFAULT_BASE_URL)
         if not api_version or not api_version.strip():

@@ -28,16 +28,18 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable, Iterator
 from contextlib import aclosing
 from typing import Any, Generic, TypeVar
 
 import attrs
-import orjson
 
-from .errors import InvalidRequestError, InvalidResponseError, PaginationError
+# The loop guards (repeated pages, oversized pages, offset and cursor cycles, the default
+# max_pages) live in _page_guards. _CURSOR_MEMORY is read from this module at each iteration,
+# so setting ``alloy_async.pagination._CURSOR_MEMORY`` still changes the cursor memory.
+from ._page_guards import _CURSOR_MEMORY, DEFAULT_MAX_PAGES, _Guard, at_cap
+from .errors import InvalidRequestError, InvalidResponseError
 
 __all__ = ["DEFAULT_MAX_PAGES", "AsyncPaginator", "Page"]
 
@@ -54,23 +56,6 @@ OffsetFetch = Callable[[int, int], Awaitable[Any]]
 CursorFetch = Callable[[str | None], Awaitable[Any]]
 #: ``fetch()`` for the single-response strategy.
 SingleFetch = Callable[[], Awaitable[Any]]
-
-
-class _DefaultCap(int):
-    """The default ``max_pages``, an int that remembers nobody chose it: reaching it raises
-    (10,000 pages is likelier a server that does not page than a list that long), reaching a
-    chosen cap (``max_pages=10_000`` written out included) stops quietly."""
-
-    __slots__ = ()
-
-
-#: Characters of cursors a cursor iteration remembers to catch one that comes back at once.
-_CURSOR_MEMORY = 1 << 20
-
-#: ``max_pages`` of offset and cursor paginators when none is given: reaching it raises
-#: PaginationError. Pass a larger number to raise it (iteration then stops quietly there, with
-#: ``truncated`` set) or None to lift it.
-DEFAULT_MAX_PAGES: int = _DefaultCap(10_000)
 
 
 @attrs.frozen(slots=True)
@@ -125,88 +110,6 @@ def _as_offset(value: Any) -> int | None:
     if isinstance(value, str) and value.strip().isdigit():
         return int(value)
     return None
-
-
-def _plain(obj: Any) -> Any:
-    """orjson's ``default``: attrs models as dicts; anything else is not fingerprinted."""
-    if attrs.has(type(obj)):
-        return attrs.asdict(obj, recurse=False)
-    raise TypeError
-
-
-def _fingerprint(items: tuple[Any, ...]) -> bytes | None:
-    """A 128-bit hash of a page's items, or None for an empty page or items JSON cannot encode
-    (those pages are not compared). Holds no reference to the items."""
-    if not items:
-        return None
-    try:
-        encoded = orjson.dumps(items, default=_plain)
-    except TypeError:  # orjson.JSONEncodeError included: odd objects, depth, huge ints
-        return None
-    return hashlib.blake2b(encoded, digest_size=16).digest()
-
-
-class _Guard:
-    """One iteration's checks against a list that does not page; no page is kept.
-
-    Pages are compared by fingerprint with the page before. Cursors are remembered (up to
-    ``_CURSOR_MEMORY`` characters of them) so one that comes back is caught on the page that
-    hands it back; past that budget, Brent's cycle detection (one saved cursor, saved again
-    after 1, 2, 4, 8... pages) still catches any cycle, in constant memory, within about three
-    times as many pages as the cycle takes to come round.
-    """
-
-    __slots__ = ("budget", "name", "power", "previous", "saved", "saved_on", "seen", "steps")
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.previous: bytes | None = None
-        self.seen: dict[str, int] = {}
-        self.budget = _CURSOR_MEMORY
-        self.saved: str | None = None
-        self.saved_on = self.steps = 0
-        self.power = 1
-
-    def fail(self, number: int, reason: str, what: str) -> PaginationError:
-        return PaginationError(
-            f"{self.name} does not page: {what}; stopping instead of paging forever",
-            action=self.name,
-            page=number,
-            reason=reason,
-        )
-
-    def check_items(self, number: int, items: tuple[Any, ...], at: str, ignored: str) -> None:
-        fingerprint = _fingerprint(items)
-        if fingerprint is not None and fingerprint == self.previous:
-            raise self.fail(
-                number,
-                "repeated_page",
-                f"page {number} ({at}) holds the same {len(items)} items as page "
-                f"{number - 1}, the server ignores {ignored}",
-            )
-        self.previous = fingerprint
-
-    def check_cursor(self, number: int, cursor: str | None, following: str | None) -> None:
-        if following is None:
-            return
-        first = self.seen.get(following)
-        if first is None and following == cursor:
-            first = number - 1
-        if first is None and following == self.saved:
-            first = self.saved_on
-        if first is not None:
-            raise self.fail(
-                number,
-                "cursor_cycle",
-                f"page {number} hands back the cursor {following!r} that page {first} gave, "
-                f"the cursors cycle",
-            )
-        if len(following) <= self.budget:
-            self.seen[following] = number
-            self.budget -= len(following)
-        self.steps += 1
-        if self.steps == self.power:
-            self.saved, self.saved_on, self.power, self.steps = following, number, 2 * self.power, 0
 
 
 def _offset_info(body: Any) -> tuple[bool | None, Any]:
@@ -326,7 +229,7 @@ class AsyncPaginator(Generic[T]):
         _check_positive("start", start, allow_none=False, minimum=0)
 
         async def source(p: AsyncPaginator[U]) -> AsyncGenerator[Page[U], None]:
-            guard = _Guard(p._name)
+            guard = _Guard(p._name, _CURSOR_MEMORY)
             offset = start
             number = 0
             while True:
@@ -334,14 +237,7 @@ class AsyncPaginator(Generic[T]):
                 p._pages_fetched += 1
                 number += 1
                 items = tuple(p._parse(body))
-                if len(items) > limit:
-                    raise guard.fail(
-                        number,
-                        "oversized_page",
-                        f"page {number} (offset {offset}) has {len(items)} items but "
-                        f"limit={limit} was asked for, the server ignores limit (does the list "
-                        f"take limit and offset where they are sent?)",
-                    )
+                guard.check_size(number, items, offset, limit)
                 guard.check_items(number, items, f"offset {offset}", "offset")
                 has_more_flag, raw_next = _offset_info(body)
                 has_more = (len(items) >= limit) if has_more_flag is None else has_more_flag
@@ -359,14 +255,8 @@ class AsyncPaginator(Generic[T]):
                         )
                     if next_offset is None:
                         next_offset = offset + len(items)
-                    elif next_offset <= offset:
-                        raise guard.fail(
-                            number,
-                            "offset_cycle",
-                            f"page {number} says more pages follow but its "
-                            f"pagination.nextOffset ({next_offset}) does not move past its "
-                            f"offset ({offset})",
-                        )
+                    else:
+                        guard.check_offset(number, offset, next_offset)
                 page = Page(
                     items=items,
                     has_more=has_more,
@@ -421,7 +311,7 @@ class AsyncPaginator(Generic[T]):
         """
 
         async def source(p: AsyncPaginator[U]) -> AsyncGenerator[Page[U], None]:
-            guard = _Guard(p._name)
+            guard = _Guard(p._name, _CURSOR_MEMORY)
             cursor: str | None = None
             number = 0
             while True:
@@ -454,19 +344,10 @@ class AsyncPaginator(Generic[T]):
     def _stop_at_cap(self, number: int) -> bool:
         """True once ``max_pages`` pages were read while the server still has more.
 
-        Raises :class:`PaginationError` instead when that cap is the default one."""
-        if self._max_pages is None or number < self._max_pages:
+        Raises :class:`~alloy_async.errors.PaginationError` instead when that cap is the
+        default one."""
+        if not at_cap(self._name, number, self._max_pages):
             return False
-        if type(self._max_pages) is _DefaultCap:
-            raise PaginationError(
-                f"{self._name} does not page, or is longer than the default max_pages: page "
-                f"{number} still says more pages follow; stopping instead of reading on. Pass "
-                f"max_pages=None to read on without a cap, or a larger max_pages to stop "
-                f"quietly there",
-                action=self._name,
-                page=number,
-                reason="max_pages",
-            )
         self._truncated = True
         _logger.warning(
             "%r stopped at max_pages=%d although the server has more pages",

@@ -1,7 +1,8 @@
 """RetryPolicy: what is retried, how long to wait, and what is never retried.
 
 The waits come from :mod:`backoff` (``expo`` with ``full_jitter``) and the retry loop itself is
-``backoff.on_exception`` (see ``_core.py``); this module only decides.
+``backoff.on_exception`` (see ``_core.py``), both through backoff's public API; this module
+only decides. ``Retry-After`` is read by ``_wire.parse_retry_after`` (re-exported here).
 
 Side-effect rules (DESIGN.md section 5):
 
@@ -21,17 +22,17 @@ A bad argument raises :class:`~alloy_async.errors.InvalidRequestError` (an ``All
 
 from __future__ import annotations
 
-import email.utils
 import itertools
 import math
 import numbers
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
 import backoff
 
+# ``parse_retry_after`` is part of the sans-I/O wire layer; this name stays for importers.
+from ._wire import parse_retry_after
 from .errors import (
     AlloyError,
     APIConnectionError,
@@ -174,37 +175,3 @@ class RetryPolicy:
         if isinstance(error, APITimeoutError):
             return safe or not error.sent
         return isinstance(error, APIConnectionError)
-
-
-def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date).
-
-    Returns None when there is no usable header. A date in the past gives 0.
-    """
-    ms = headers.get("retry-after-ms")
-    if ms is not None:
-        try:
-            value = float(ms) / 1000.0
-        except ValueError:
-            value = -1.0
-        if value >= 0 and value == value and value != float("inf"):
-            return value
-    raw = headers.get("retry-after")
-    if raw is None:
-        return None
-    raw = raw.strip()
-    try:
-        value = float(raw)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(raw)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-        now = time.time() if now is None else now
-        try:
-            return max(0.0, when.timestamp() - now)
-        except (OverflowError, ValueError, OSError):
-            return None
-    if value != value or value < 0 or value == float("inf"):
-        return None
-    return value

@@ -26,7 +26,8 @@ from aiohttp import web
 
 from ._http import Request, is_loopback
 from .errors import ConfigurationError
-from .testing.fake import FakeAlloy, FaultPlan, SimulatedDisconnect, error_body
+from .testing.fake import FakeAlloy
+from .testing.faults import FaultPlan, SimulatedDisconnect, error_body
 
 __all__ = ["SandboxServer", "parse_duration", "parse_faults"]
 

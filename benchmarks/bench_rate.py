@@ -17,7 +17,7 @@ import asyncio
 import time
 from typing import Any
 
-from alloy_async.limits import RateLimiter
+from alloy_async.limiters import RateLimiter
 
 
 async def measure(

@@ -57,3 +57,100 @@ def test_one_cattrs_converter() -> None:
     """Only _convert.py imports cattrs."""
     users = [p.name for p in modules() if any(i.startswith("cattrs") for i in imports(p))]
     assert users == ["_convert.py"]
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _graph() -> dict[str, set[str]]:
+    """Every import of every module (at any depth: inside functions and TYPE_CHECKING too),
+    resolved to the package's own modules."""
+    names = {_module_name(p): p for p in modules()}
+    graph: dict[str, set[str]] = {}
+    for name, path in names.items():
+        package = name if path.stem == "__init__" else name.rpartition(".")[0]
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    mod = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    mod = node.module or ""
+                targets = [mod, *(f"{mod}.{a.name}" for a in node.names)]
+            deps.update(t for t in targets if t in names and t != name)
+        graph[name] = deps
+    return graph
+
+
+def test_no_import_cycle_and_no_module_imports_its_package_root() -> None:
+    """DESIGN.md section 1: arrows point down only; an import inside a function counts."""
+    graph = _graph()
+    roots = [(m, d) for m, deps in graph.items() for d in deps if m.startswith(d + ".")]
+    assert roots == [], "a module imports its own package root"
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                cycles.append([*stack[stack.index(dep) :], dep])
+            elif not state.get(dep):
+                visit(dep, stack)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if not state.get(node):
+            visit(node, [])
+    assert cycles == []
+
+
+# What each layer may not import (DESIGN.md section 1: cli -> client -> services ->
+# (pagination, engine) -> (limiters, journal, coordinator) -> pipeline -> transports/base).
+_FORBIDDEN = {
+    "alloy_async.errors": ("alloy_async.",),
+    "alloy_async._http": ("alloy_async._core", "alloy_async.services", "alloy_async.engine"),
+    "alloy_async._wire": ("alloy_async._core", "alloy_async.services", "alloy_async.engine",
+                          "alloy_async.transports", "alloy_async.client"),
+    "alloy_async.models": ("alloy_async._core", "alloy_async.services", "alloy_async.engine",
+                           "alloy_async.client", "alloy_async.transports"),
+    "alloy_async.limiters": ("alloy_async._core", "alloy_async.services", "alloy_async.engine",
+                             "alloy_async.client", "alloy_async.cli"),
+    "alloy_async.engine": ("alloy_async.services", "alloy_async.client", "alloy_async.cli",
+                           "alloy_async.transports.aiohttp"),
+    "alloy_async.transports": ("alloy_async._core", "alloy_async.services",
+                               "alloy_async.engine", "alloy_async.client"),
+    "alloy_async.services": ("alloy_async.client", "alloy_async.cli",
+                             "alloy_async.transports"),
+    "alloy_async._core": ("alloy_async.services", "alloy_async.engine", "alloy_async.client",
+                          "alloy_async.cli"),
+}  # fmt: skip
+
+
+def test_layers_import_only_downwards() -> None:
+    offenders = []
+    for module, deps in _graph().items():
+        for layer, forbidden in _FORBIDDEN.items():
+            if module == layer or module.startswith(layer + "."):
+                offenders += [
+                    (module, d)
+                    for d in deps
+                    if d.startswith(forbidden) and d != "alloy_async.errors"
+                ]
+    assert offenders == []
+
+
+def test_no_module_over_500_lines() -> None:
+    sizes = {str(p.relative_to(PKG)): len(p.read_text().splitlines()) for p in modules()}
+    assert {p: n for p, n in sizes.items() if n > 500} == {}

@@ -11,8 +11,9 @@ from typing import Any
 import orjson
 import pytest
 
-from alloy_async._core import CallStats, Requester, _Shared, decode_json
+from alloy_async._core import CallStats, Requester, _Shared
 from alloy_async._http import Request, Response
+from alloy_async._wire import decode_json
 from alloy_async.bulk import execute_many
 from alloy_async.errors import (
     AuthenticationError,
@@ -21,7 +22,7 @@ from alloy_async.errors import (
     RateLimitError,
 )
 from alloy_async.journal import read_journal
-from alloy_async.limits import AdaptiveLimiter
+from alloy_async.limiters import AdaptiveLimiter
 from alloy_async.models.bulk import BulkReport, ExecuteJob, JobOutcome
 from alloy_async.retry import RetryPolicy
 from alloy_async.testing import FakeAlloy

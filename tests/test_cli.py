@@ -16,8 +16,8 @@ from urllib.request import urlopen
 
 import pytest
 
-from alloy_async.cli import _seed_demo
 from alloy_async.testing import FakeAlloy
+from alloy_async.testing.seed import seed_demo
 
 CLI = [sys.executable, "-m", "alloy_async.cli"]
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("ALLOY_")}
@@ -50,7 +50,7 @@ def sandbox() -> Iterator[tuple[str, list[tuple[str, str]]]]:
         first = proc.stdout.readline()
         assert first.startswith("sandbox listening on http://127.0.0.1:"), first
         url = first.rsplit(" ", 1)[1].strip()
-        seeded = _seed_demo(FakeAlloy(seed=0), users=3)  # same seed: the same ids
+        seeded = seed_demo(FakeAlloy(seed=0), users=3)  # same seed: the same ids
         yield url, seeded
     finally:
         proc.send_signal(signal.SIGINT)

@@ -23,10 +23,10 @@ from urllib.request import urlopen
 
 import pytest
 
-from alloy_async._cli_bulk import BadLine, JobReader, parse_line
-from alloy_async.cli import _seed_demo
+from alloy_async.cli._bulk_input import BadLine, JobReader, parse_line
 from alloy_async.models import ExecuteJob
 from alloy_async.testing import FakeAlloy
+from alloy_async.testing.seed import seed_demo
 
 CLI = [sys.executable, "-m", "alloy_async.cli"]
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("ALLOY_")}
@@ -56,7 +56,7 @@ def running_sandbox(latency: str = "20ms") -> Iterator[Sandbox]:
         first = proc.stdout.readline()  # the first line says where it listens
         assert first.startswith("sandbox listening on http://127.0.0.1:"), first
         url = first.rsplit(" ", 1)[1].strip()
-        yield Sandbox(url, _seed_demo(FakeAlloy(seed=0), users=3))  # same seed: same ids
+        yield Sandbox(url, seed_demo(FakeAlloy(seed=0), users=3))  # same seed: same ids
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -427,7 +427,7 @@ async def test_reader_thread_ends_when_closed_while_the_pipe_stays_open() -> Non
 def test_an_outcome_with_an_integer_past_64_bits_is_written_exactly() -> None:
     """Answers keep big integers exact (issue 10 item 3); the outcome line must too, where
     orjson alone refuses them."""
-    from alloy_async._cli_bulk import dumps_line
+    from alloy_async.cli._bulk_output import dumps_line
 
     big = 123456789012345678901234567890
     assert json.loads(dumps_line({"data": {"id": big}, "ok": True})) == {

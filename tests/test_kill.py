@@ -25,8 +25,8 @@ from urllib.request import urlopen
 
 import pytest
 
-from alloy_async.cli import _seed_demo
 from alloy_async.testing import FakeAlloy
+from alloy_async.testing.seed import seed_demo
 
 CLI = [sys.executable, "-m", "alloy_async.cli"]
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("ALLOY_")}
@@ -46,7 +46,7 @@ def sandbox() -> Iterator[tuple[str, list[tuple[str, str]]]]:
         assert proc.stdout is not None
         first = proc.stdout.readline()
         assert first.startswith("sandbox listening on http://127.0.0.1:"), first
-        yield first.rsplit(" ", 1)[1].strip(), _seed_demo(FakeAlloy(seed=0), users=8)
+        yield first.rsplit(" ", 1)[1].strip(), seed_demo(FakeAlloy(seed=0), users=8)
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from alloy_async.limits import RateLimiter
+from alloy_async.limiters import RateLimiter
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -30,7 +30,7 @@ from alloy_async import (
     RetryPolicy,
 )
 from alloy_async.journal import read_journal
-from alloy_async.limits import AdaptiveLimiter
+from alloy_async.limiters import AdaptiveLimiter
 from alloy_async.models import ExecuteJob, JobOutcome
 from alloy_async.sandbox import SandboxServer
 from alloy_async.testing import FakeAlloy, FaultPlan

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from alloy_async import AlloyClient, OutcomeUnknownError, RetryPolicy
-from alloy_async.limits import AdaptiveLimiter
+from alloy_async.limiters import AdaptiveLimiter
 from alloy_async.models import ExecuteJob, JobOutcome
 from alloy_async.sandbox import SandboxServer
 from alloy_async.testing import FakeAlloy, FaultPlan

@@ -24,9 +24,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alloy_async import BadRequestError, InvalidRequestError, NotFoundError
-from alloy_async._cli_bulk import BadLine, parse_line
-from alloy_async._core import decode_json
 from alloy_async._http import Request, Response
+from alloy_async._wire import decode_json
+from alloy_async.cli._bulk_input import BadLine, parse_line
 from alloy_async.journal import read_journal
 from alloy_async.models import (
     Action,

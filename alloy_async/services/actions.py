@@ -9,8 +9,9 @@ from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Mappin
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._convert import execution_result, structure, structure_list, unwrap
-from .._core import CallStats, decode_json
-from .._http import check_header
+from .._core import CallStats
+from .._http import check_header, header_value_ok
+from .._wire import decode_json
 from ..errors import InvalidRequestError, InvalidResponseError
 from ..models.actions import Action, CatalogAction, ExecutionResult
 from ..models.connectors import Connector, Resource
@@ -21,8 +22,7 @@ from ._base import Service, check_id, check_mapping, extras
 if TYPE_CHECKING:
     import os
 
-    from ..bulk import BulkRun
-    from ..journal import Journal
+    from ..engine import BulkRun, Journal
     from ..models.bulk import BulkReport, ExecuteJob
 
 __all__ = ["Actions", "catalog_slug"]
@@ -254,10 +254,10 @@ class Actions(Service):
         ``async for outcome in alloy.actions.execute_many(jobs, per_user=2): ...`` yields one
         :class:`~alloy_async.models.JobOutcome` per job as it finishes (input order with
         ``ordered=True``); ``run.report`` is the :class:`~alloy_async.models.BulkReport`.
-        See :func:`alloy_async.bulk.execute_many` for every option.
+        See :func:`alloy_async.engine.execute_many` for every option, ``coordinator=``
+        (the limits and journal as one bundle) included.
         """
-        from ..bulk import check_caps, execute_many
-        from ..limits import AdaptiveLimiter
+        from ..engine import InProcessCoordinator, check_caps, execute_many
 
         check_caps(concurrency, per_user, per_connector)
 
@@ -266,13 +266,28 @@ class Actions(Service):
         # (Outside a running loop there is nothing to check yet: each call checks later.)
         with contextlib.suppress(RuntimeError):
             self._requester._shared.check()
-        adaptive = options.pop("adaptive", True)
-        if adaptive is True:
-            adaptive = AdaptiveLimiter(concurrency)
+        coordinator = options.pop("coordinator", None)
+        limits: dict[str, Any] = {
+            "per_user": per_user,
+            "per_connector": per_connector,
+            "rate": rate,
+            "checkpoint": checkpoint,
+        }
+        if coordinator is None:
+            adaptive = options.pop("adaptive", True)
+            coordinator = InProcessCoordinator.build(
+                concurrency=concurrency, adaptive=adaptive, **limits
+            )
+            limits = {}
+            # Your own `adaptive=` object is wired by you (its docstring says how).
+            wire = adaptive is True
+        else:
+            wire = True  # a coordinator's cool-down hears every 429/503 the pipeline sees
         # 429s seen inside the pipeline's own retries cool the whole scope, not one task.
         runner = self
-        if isinstance(adaptive, AdaptiveLimiter):
-            runner = Actions(self._requester.evolve(throttle_listener=adaptive.on_throttle))
+        cooldown = coordinator.cooldown
+        if wire and cooldown is not None:
+            runner = Actions(self._requester.evolve(throttle_listener=cooldown.on_throttle))
 
         async def execute_one(job: ExecuteJob, stats: CallStats) -> ExecutionResult:
             return await runner.execute(
@@ -291,15 +306,12 @@ class Actions(Service):
             execute_one,
             jobs,
             concurrency=concurrency,
-            per_user=per_user,
-            per_connector=per_connector,
-            rate=rate,
             ordered=ordered,
             deadline=deadline,
             stop_when=stop_when,
-            checkpoint=checkpoint,
-            adaptive=adaptive,
+            coordinator=coordinator,
             default_user=options.pop("default_user", self._requester.user_id),
+            **limits,
             **options,
         )
 
@@ -414,7 +426,7 @@ def execute_body(
         for name, value in (headers or {}).items():
             # Alloy forwards these to the third party as HTTP headers: no CR, LF or NUL in the
             # value (header injection), and a valid token as the name.
-            if not isinstance(value, str) or "\r" in value or "\n" in value or "\x00" in value:
+            if not isinstance(value, str) or not header_value_ok(value):
                 raise InvalidRequestError(
                     f"additional_headers[{name!r}] must be a string without CR, LF or NUL",
                     field="additional_headers",

@@ -8,16 +8,10 @@ Use it to test your own code without network or API key::
 """
 
 from .clock import VirtualTimeLoop, run_virtual
-from .fake import (
-    DEFAULT_API_KEY,
-    ExecutionRecord,
-    FakeAlloy,
-    Fault,
-    FaultPlan,
-    FaultRecord,
-    RecordedRequest,
-    SimulatedDisconnect,
-)
+from .fake import DEFAULT_API_KEY, FakeAlloy
+from .faults import Fault, FaultPlan, SimulatedDisconnect
+from .records import ExecutionRecord, FaultRecord, RecordedRequest
+from .seed import seed_demo
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -30,4 +24,5 @@ __all__ = [
     "SimulatedDisconnect",
     "VirtualTimeLoop",
     "run_virtual",
+    "seed_demo",
 ]

@@ -14,21 +14,29 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import copy
-import hashlib
-import random
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
-import attrs
 import orjson
 
 from .._http import Request, Response
+from ..client import AlloyClient
 from ..errors import APIConnectionError, OutcomeUnknownError
 from ..transports.fake import FakeTransport
-from .catalog import CONNECTORS
+from ._routes import METHOD_NOT_ALLOWED, Route, resolve
+from ._state import FakeState
+from .faults import (
+    JSON_HEADERS,
+    Fault,
+    FaultPlan,
+    HTTPError,
+    SimulatedDisconnect,
+    error_body,
+    error_response,
+    fault_name,
+)
+from .records import ExecutionRecord, FaultRecord, RecordedRequest
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -39,195 +47,16 @@ __all__ = [
     "FaultRecord",
     "RecordedRequest",
     "SimulatedDisconnect",
+    "error_body",
 ]
 
 DEFAULT_API_KEY = "sk_test_fake_alloy_key"
-_JSON = {"content-type": "application/json"}
-
-
-class SimulatedDisconnect(Exception):
-    """The simulated server drops the connection; ``processed`` tells whether it acted first."""
-
-    def __init__(self, processed: bool) -> None:
-        super().__init__("connection reset " + ("after" if processed else "before") + " processing")
-        self.processed = processed
-
-
-class _HTTPError(Exception):
-    def __init__(
-        self, status: int, code: str, message: str, *, source: str = "CONNECTIVITY_API"
-    ) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.source = status, code, message, source
-
-
-@attrs.frozen
-class Fault:
-    """One injected fault: a status answer, a reset before/after processing, or a hang.
-
-    Attributes:
-        status: answer with this status (and the documented error body) instead of acting.
-        retry_after: value of the ``Retry-After`` header for a status fault.
-        reset: ``"before"`` (never processed) or ``"after"`` (processed, then no answer).
-        hang: process nothing and never answer (until the client gives up).
-        delay: a latency spike: wait this many seconds, then serve the request normally.
-    """
-
-    status: int | None = None
-    retry_after: str | None = None
-    reset: str | None = None
-    hang: bool = False
-    delay: float = 0.0
-
-
-@attrs.define
-class FaultPlan:
-    """Random faults by rate, reproducible from ``seed``.
-
-    ``rates`` maps a fault name to a probability: ``"429"``, ``"503"`` (any status code),
-    ``"reset"``/``"reset_before"``, ``"reset_after"`` and ``"slow"`` (a latency spike of
-    ``spike`` seconds, then a normal answer). ``retry_after`` is sent with 429/503 answers (None:
-    no header), on the share ``retry_after_share`` of them (drawn from the seeded generator; the
-    others carry no header). ``routes`` limits the plan to some route names (e.g.
-    ``{"execute"}``).
-    """
-
-    rates: Mapping[str, float]
-    seed: int = 0
-    retry_after: str | None = "1"
-    routes: frozenset[str] | None = None
-    retry_after_share: float = 1.0
-    spike: float = 0.05
-    _rng: random.Random = attrs.field(init=False)
-
-    def __attrs_post_init__(self) -> None:
-        self._rng = random.Random(self.seed)
-        for name, rate in self.rates.items():
-            if not 0 <= rate <= 1:
-                raise ValueError(f"fault rate for {name!r} must be within 0..1, got {rate}")
-            if name not in ("reset", "reset_before", "reset_after", "slow") and not (
-                name.isdigit() and 100 <= int(name) <= 599
-            ):
-                raise ValueError(f"unknown fault {name!r}: a status code, reset, ... or slow")
-        if sum(self.rates.values()) > 1 + 1e-9:
-            raise ValueError("fault rates add up to more than 1")
-        if not 0 <= self.retry_after_share <= 1:
-            raise ValueError(f"retry_after_share must be within 0..1, got {self.retry_after_share}")
-        if self.spike < 0:
-            raise ValueError(f"spike must be >= 0 seconds, got {self.spike}")
-
-    def draw(self, route: str) -> Fault | None:
-        """Pick at most one fault for a request to ``route``."""
-        if self.routes is not None and route not in self.routes:
-            return None
-        x = self._rng.random()
-        for name, rate in self.rates.items():
-            if x < rate:
-                if name in ("reset", "reset_before"):
-                    return Fault(reset="before")
-                if name == "reset_after":
-                    return Fault(reset="after")
-                if name == "slow":
-                    return Fault(delay=self.spike)
-                retry_after = self.retry_after
-                if self.retry_after_share < 1 and self._rng.random() >= self.retry_after_share:
-                    retry_after = None
-                return Fault(status=int(name), retry_after=retry_after)
-            x -= rate
-        return None
-
-
-@attrs.frozen
-class RecordedRequest:
-    """A request FakeAlloy received (``Authorization`` redacted)."""
-
-    method: str
-    path: str
-    route: str
-    query: Mapping[str, str]
-    headers: Mapping[str, str]
-    json: Any
-    at: float
-
-
-@attrs.frozen
-class FaultRecord:
-    """A fault FakeAlloy injected: the route, the fault's name (``"429"``, ``"reset_after"``,
-    ``"slow"``...) and the decoded JSON body of the request it hit."""
-
-    route: str
-    fault: str
-    json: Any
-
-
-@attrs.frozen
-class ExecutionRecord:
-    """An action execution FakeAlloy actually performed (a side effect happened)."""
-
-    user_id: str
-    connector_id: str
-    action_id: str
-    credential_id: str
-    request_body: Any
-    query_parameters: Any
-    path_params: Any
-
-
-# (method, regex, route name). Files come before /connectors/{id} so "files" is not an id.
-_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
-    (m, re.compile("^" + p + "$"), name)
-    for m, p, name in [
-        ("POST", r"/users", "users.create"),
-        ("GET", r"/users", "users.list"),
-        ("GET", r"/users/(?P<userId>[^/]+)/token", "users.token"),
-        ("GET", r"/users/(?P<userId>[^/]+)", "users.get"),
-        ("PUT", r"/users/(?P<userId>[^/]+)", "users.update"),
-        ("DELETE", r"/users/(?P<userId>[^/]+)", "users.delete"),
-        ("POST", r"/connectors/files/upload/request", "files.request_upload"),
-        ("GET", r"/connectors/files/list", "files.list"),
-        ("DELETE", r"/connectors/files/(?P<s3Key>[^/]+)", "files.delete"),
-        ("GET", r"/connectors", "connectors.list"),
-        ("GET", r"/connectors/(?P<connectorId>[^/]+)", "connectors.get"),
-        ("GET", r"/connectors/(?P<connectorId>[^/]+)/resources", "connectors.resources"),
-        ("GET", r"/connectors/(?P<connectorId>[^/]+)/actions/(?P<actionId>[^/]+)", "actions.get"),
-        (
-            "POST",
-            r"/connectors/(?P<connectorId>[^/]+)/actions/(?P<actionId>[^/]+)/execute",
-            "execute",
-        ),
-        (
-            "GET",
-            r"/connectors/(?P<connectorId>[^/]+)/credentials/metadata",
-            "credentials.metadata",
-        ),
-        ("POST", r"/connectors/(?P<connectorId>[^/]+)/credentials", "credentials.create"),
-        ("GET", r"/connectors/(?P<connectorId>[^/]+)/credentials", "credentials.list"),
-        (
-            "DELETE",
-            r"/connectors/(?P<connectorId>[^/]+)/credentials/(?P<credentialId>[^/]+)",
-            "credentials.delete",
-        ),
-    ]
-]
-
-_ALLOWED_BODY_KEYS = {
-    "users.create": {"username", "fullName"},
-    "users.update": {"username", "fullName"},
-    "execute": {
-        "credentialId",
-        "requestBody",
-        "queryParameters",
-        "pathParams",
-        "additionalHeaders",
-    },
-    "credentials.create": {"userId", "authenticationType", "redirectUri", "authConfigId", "data"},
-    "files.request_upload": {"filename", "mimeType", "md5"},
-}
+_INVALID = object()  # the recorded body of a request whose body is not JSON
 
 Handler = Callable[[Request], Any]
 
 
-class FakeAlloy:
+class FakeAlloy(FakeState):
     """An in-memory Alloy Connectivity API.
 
     Args:
@@ -241,6 +70,11 @@ class FakeAlloy:
         record: keep every request in :attr:`requests` and every injected fault in
             :attr:`fault_log` (turn off for very long runs).
         dataset_size: records a paged action (``listContacts``...) pages through.
+
+    The data and its test helpers (:meth:`add_user`, :meth:`add_credential`,
+    :meth:`complete_oauth`, :meth:`executions_of`) come from
+    :class:`~alloy_async.testing._state.FakeState`; the routes from the table in
+    :mod:`alloy_async.testing._routes`.
     """
 
     def __init__(
@@ -255,21 +89,13 @@ class FakeAlloy:
         record: bool = True,
         dataset_size: int = 120,
     ) -> None:
+        super().__init__(seed=seed, execute_shape=execute_shape, dataset_size=dataset_size)
         self.api_key = api_key
-        self.dataset_size = dataset_size
         self.strict = strict
         self.latency = latency
         self.faults = faults
-        self.execute_shape = execute_shape
         self.record = record
-        self._rng = random.Random(seed)
-        self._clock = 1_754_000_000.0  # 2025-07-31: deterministic timestamps
-        self.connectors: dict[str, dict[str, Any]] = {c["id"]: copy.deepcopy(c) for c in CONNECTORS}
-        self.users: dict[str, dict[str, Any]] = {}
-        self.credentials: dict[str, dict[str, Any]] = {}
-        self.files: dict[str, dict[str, dict[str, Any]]] = collections.defaultdict(dict)
         self.requests: list[RecordedRequest] = []
-        self.executions: list[ExecutionRecord] = []
         self.fault_counts: collections.Counter[str] = collections.Counter()
         self.fault_log: list[FaultRecord] = []
         self._scripted: dict[str, collections.deque[Fault | Response]] = collections.defaultdict(
@@ -281,7 +107,6 @@ class FakeAlloy:
         self.peak_by_user: dict[str, int] = {}
         self.peak_by_connector: dict[str, int] = {}
         self.route_hooks: dict[str, Handler] = {}
-        self._pending_oauth: set[str] = set()
         self._served = 0
 
     # -- wiring -----------------------------------------------------------------------------
@@ -290,10 +115,8 @@ class FakeAlloy:
         """A :class:`FakeTransport` that sends to this fake; resets become transport errors."""
         return FakeTransport(self.handle, record=record)
 
-    def client(self, **kwargs: Any) -> Any:
+    def client(self, **kwargs: Any) -> AlloyClient:
         """An :class:`~alloy_async.AlloyClient` wired to this fake (same keyword arguments)."""
-        from ..client import AlloyClient
-
         kwargs.setdefault("api_key", self.api_key)
         kwargs.setdefault("transport", self.transport())
         return AlloyClient(**kwargs)
@@ -327,48 +150,6 @@ class FakeAlloy:
         """Answer the next ``times`` requests to ``route`` with ``status``."""
         self.script(route, *([Fault(status=status, retry_after=retry_after)] * times))
 
-    # -- test helpers -----------------------------------------------------------------------
-
-    def add_user(self, username: str, full_name: str | None = None) -> str:
-        """Create a user directly; returns its id."""
-        user_id = self._new_id()
-        self.users[user_id] = {"userId": user_id, "username": username, "fullName": full_name}
-        return user_id
-
-    def add_credential(self, user_id: str, connector_id: str, *, name: str | None = None) -> str:
-        """Create a working credential directly (as if consent was given); returns its id."""
-        if user_id not in self.users:
-            raise KeyError(f"no user {user_id!r}")
-        if connector_id not in self.connectors:
-            raise KeyError(f"no connector {connector_id!r}")
-        auth = self.connectors[connector_id]["auth"][0]["authenticationType"]
-        cred_id = self._new_id()
-        now = self._now()
-        user = self.users[user_id]
-        self.credentials[cred_id] = {
-            "credentialId": cred_id,
-            "name": name or f"{user.get('fullName') or user['username']}'s {connector_id}",
-            "type": f"{connector_id}-{auth}",
-            "connectorId": connector_id,
-            "userId": user_id,
-            "createdAt": now,
-            "updatedAt": now,
-        }
-        return cred_id
-
-    def complete_oauth(self, oauth_url: str) -> str:
-        """Finish the consent behind an ``oauthUrl`` the fake issued; returns the credential id."""
-        query = dict(parse_qsl(urlsplit(oauth_url).query))
-        match = re.search(r"/connector/([^/]+)/authorize", oauth_url)
-        if not match or "userId" not in query or query.get("token") not in self._pending_oauth:
-            raise ValueError("not an oauthUrl issued by this FakeAlloy (or already completed)")
-        self._pending_oauth.discard(query["token"])
-        return self.add_credential(query["userId"], match.group(1))
-
-    def executions_of(self, **match: Any) -> list[ExecutionRecord]:
-        """Processed executions whose fields equal the given values."""
-        return [e for e in self.executions if all(getattr(e, k) == v for k, v in match.items())]
-
     def stats(self) -> dict[str, Any]:
         """Peaks in flight and counts, as the sandbox's ``/_sandbox/stats`` reports them."""
         return {
@@ -397,7 +178,7 @@ class FakeAlloy:
     async def _process(self, request: Request) -> Response:
         parts = urlsplit(request.url)
         raw_path = parts.path
-        route, params = self._route(request.method, raw_path)
+        route, table_row, params = resolve(request.method, raw_path)
         headers = request.headers
         user_key = headers.get("x-alloy-userid") or "-"
         conn_key = params.get("connectorId", "-")
@@ -412,7 +193,7 @@ class FakeAlloy:
                 return answer
             fault = answer if answer is not None else self._random_fault(route)
             if fault is not None:
-                name = _fault_name(fault)
+                name = fault_name(fault)
                 self.fault_counts[name] += 1
                 if self.record:
                     self.fault_log.append(FaultRecord(route, name, body_json))
@@ -423,15 +204,15 @@ class FakeAlloy:
                 if fault.reset == "before":
                     raise SimulatedDisconnect(processed=False)
                 if fault.status is not None:
-                    hdrs = dict(_JSON)
+                    hdrs = dict(JSON_HEADERS)
                     if fault.retry_after is not None:
                         hdrs["retry-after"] = fault.retry_after
                     code = "RATE_LIMITED" if fault.status == 429 else "INTERNAL_ERROR"
-                    return _error_response(fault.status, code, "injected fault", hdrs)
+                    return error_response(fault.status, code, "injected fault", hdrs)
             try:
-                response = self._dispatch(route, params, request, body_json, parts.query)
-            except _HTTPError as err:
-                response = _error_response(err.status, err.code, err.message, source=err.source)
+                response = self._dispatch(route, table_row, params, request, body_json, parts.query)
+            except HTTPError as err:
+                response = error_response(err.status, err.code, err.message, source=err.source)
             if fault is not None and fault.reset == "after":
                 raise SimulatedDisconnect(processed=True)
             return response
@@ -485,102 +266,44 @@ class FakeAlloy:
             )
         return body_json
 
-    def _route(self, method: str, path: str) -> tuple[str, dict[str, str]]:
-        for m, pattern, name in _ROUTES:
-            match = pattern.match(path)
-            if match and m == method:
-                return name, {k: unquote(v) for k, v in match.groupdict().items()}
-        for _, pattern, _ in _ROUTES:
-            if pattern.match(path):
-                return "method_not_allowed", {}
-        return "not_found", {}
-
     def _dispatch(
-        self, route: str, params: dict[str, str], request: Request, body: Any, query: str
+        self,
+        route: str,
+        row: Route | None,
+        params: dict[str, str],
+        request: Request,
+        body: Any,
+        query: str,
     ) -> Response:
-        if route == "not_found":
-            raise _HTTPError(
+        if row is None:
+            if route == METHOD_NOT_ALLOWED:
+                raise HTTPError(405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed here")
+            raise HTTPError(
                 404, "NOT_FOUND", f"no route for {request.method} {urlsplit(request.url).path}"
             )
-        if route == "method_not_allowed":
-            raise _HTTPError(405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed here")
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
-            raise _HTTPError(401, "UNAUTHORIZED", "Invalid or missing API key")
+            raise HTTPError(401, "UNAUTHORIZED", "Invalid or missing API key")
         if not request.headers.get("x-api-version"):
-            raise _HTTPError(400, "MISSING_API_VERSION", "x-api-version header is required")
+            raise HTTPError(400, "MISSING_API_VERSION", "x-api-version header is required")
         if body is _INVALID:
-            raise _HTTPError(400, "INVALID_JSON", "request body is not valid JSON")
+            raise HTTPError(400, "INVALID_JSON", "request body is not valid JSON")
         if request.method in ("POST", "PUT") and body is not None and not isinstance(body, dict):
-            raise _HTTPError(400, "INVALID_INPUT", "request body must be a JSON object")
-        allowed = _ALLOWED_BODY_KEYS.get(route)
+            raise HTTPError(400, "INVALID_INPUT", "request body must be a JSON object")
+        allowed = row.body_keys
         if self.strict and allowed is not None and isinstance(body, dict):
             unknown = sorted(set(body) - allowed)
             if unknown:
-                raise _HTTPError(400, "INVALID_INPUT", f"unknown body fields: {', '.join(unknown)}")
+                raise HTTPError(400, "INVALID_INPUT", f"unknown body fields: {', '.join(unknown)}")
         hook = self.route_hooks.get(route)
         if hook is not None:
             answer = hook(request)
             if isinstance(answer, Response):
                 return answer
-        from . import _routes
-
         q = dict(parse_qsl(query, keep_blank_values=True))
-        result = getattr(_routes, route.replace(".", "_"))(self, params, request, body or {}, q)
+        result = row.handler(self, params, request, body or {}, q)
         if isinstance(result, Response):
             return result
-        return Response(200, dict(_JSON), orjson.dumps(result))
-
-    # -- helpers for _routes ------------------------------------------------------------------
-
-    def _new_id(self) -> str:
-        return f"{self._rng.getrandbits(96):024x}"
-
-    def _now(self) -> str:
-        import datetime
-
-        self._clock += 1.0
-        return (
-            datetime.datetime.fromtimestamp(self._clock, datetime.UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z")
-        )
-
-    def _user(self, key: str) -> dict[str, Any]:
-        user = self.users.get(key)
-        if user is None:
-            user = next((u for u in self.users.values() if u["username"] == key), None)
-        if user is None:
-            raise _HTTPError(404, "USER_NOT_FOUND", "User not found")
-        return user
-
-    def _connector(self, connector_id: str) -> dict[str, Any]:
-        connector = self.connectors.get(connector_id)
-        if connector is None:
-            raise _HTTPError(404, "CONNECTOR_NOT_FOUND", "Connector not found")
-        return connector
-
-    def _action(self, connector_id: str, action_id: str) -> dict[str, Any]:
-        for resource in self._connector(connector_id)["resources"]:
-            for action in resource["actions"]:
-                if action["id"] == action_id:
-                    return action  # type: ignore[no-any-return]
-        raise _HTTPError(404, "ACTION_NOT_FOUND", "Action not found")
-
-    def _digest(self, *parts: str) -> str:
-        return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
-
-
-_INVALID = object()
-
-
-def _fault_name(fault: Fault) -> str:
-    if fault.reset:
-        return f"reset_{fault.reset}"
-    if fault.hang:
-        return "hang"
-    if fault.status is None and fault.delay:
-        return "slow"
-    return str(fault.status)
+        return Response(200, dict(JSON_HEADERS), orjson.dumps(result))
 
 
 def _loop_time() -> float:
@@ -588,22 +311,3 @@ def _loop_time() -> float:
         return asyncio.get_running_loop().time()
     except RuntimeError:
         return 0.0
-
-
-def error_body(status: int, code: str, message: str, *, source: str = "CONNECTIVITY_API") -> bytes:
-    """The JSON body of every error FakeAlloy and the sandbox answer: the documented shape
-    ``{"error": {"source", "code", "message", "details": {"httpStatusCode"}}}``."""
-    error = {"source": source, "code": code, "message": message}
-    return orjson.dumps({"error": {**error, "details": {"httpStatusCode": status}}})
-
-
-def _error_response(
-    status: int,
-    code: str,
-    message: str,
-    headers: dict[str, str] | None = None,
-    *,
-    source: str = "CONNECTIVITY_API",
-) -> Response:
-    body = error_body(status, code, message, source=source)
-    return Response(status, headers or dict(_JSON), body)

@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from .._http import Request, Response
+from .._http import Request, Response, bind_loop
 from ..errors import (
     AlloyError,
     APIConnectionError,
@@ -188,13 +188,7 @@ class AiohttpTransport:
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
             raise ConfigurationError("the transport is closed; create a new client")
-        loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
-        elif self._loop is not loop:
-            raise ConfigurationError(
-                "this client was first used in another event loop; create one client per loop"
-            )
+        self._loop = bind_loop(self._loop, "this client")
         if self._session is None:
             connector = _PhaseConnector(
                 limit=self._max_connections,

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from alloy_async.limits import AdaptiveLimiter, ConcurrencyLimiter, RateLimiter
+from alloy_async.limiters import AdaptiveLimiter, ConcurrencyLimiter, RateLimiter
 
 pytestmark = pytest.mark.virtual_time
 

@@ -1,0 +1,118 @@
+"""The ``bulk`` command's options, and the checks of options and files before anything runs.
+
+Every failed check is a :class:`BulkUsageError`: one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import stat
+import sys
+from typing import NoReturn, TextIO
+
+import attrs
+import click
+
+__all__ = [
+    "BulkOptions",
+    "BulkUsageError",
+    "check_checkpoint",
+    "check_numbers",
+    "open_input",
+    "open_out",
+]
+
+
+class BulkUsageError(click.ClickException):
+    """A bad option or an unusable file: one line on stderr and exit code 2, like click's own
+    usage errors (but without the usage block)."""
+
+    exit_code = 2
+
+
+def _usage(message: str) -> NoReturn:
+    raise BulkUsageError(message)
+
+
+@attrs.frozen
+class BulkOptions:
+    """The bulk command's arguments, as click parsed them."""
+
+    jobs_file: str
+    out_path: str
+    concurrency: int
+    per_user: int | None
+    per_connector: int | None
+    rate: float | None
+    checkpoint: str | None
+    grace: float
+    ordered: bool
+
+
+def check_numbers(o: BulkOptions) -> None:
+    """The limits and the grace period are numbers the engine accepts."""
+    if o.concurrency < 1:
+        _usage(f"--concurrency must be at least 1, got {o.concurrency}")
+    for name, value in (("--per-user", o.per_user), ("--per-connector", o.per_connector)):
+        if value is not None and value < 1:
+            _usage(f"{name} must be at least 1, got {value}")
+    if o.rate is not None and not (o.rate > 0 and math.isfinite(o.rate)):
+        _usage(f"--rate must be a number of requests per second above 0, got {o.rate:g}")
+    if not (o.grace >= 0 and math.isfinite(o.grace)):
+        _usage(f"--grace must be a number of seconds, 0 or more, got {o.grace:g}")
+
+
+def open_input(path: str) -> tuple[int, bool]:
+    """The jobs' file descriptor and whether it is ours to close."""
+    if path == "-":
+        try:
+            fd = sys.stdin.fileno()
+            os.fstat(fd)
+        except (AttributeError, ValueError, OSError):
+            _usage("cannot read the jobs from stdin: it is closed")
+        return fd, False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        _usage(f"cannot read the jobs file {path!r}: {exc.strerror or exc}")
+    if stat.S_ISDIR(os.fstat(fd).st_mode):
+        os.close(fd)
+        _usage(f"cannot read the jobs file {path!r}: it is a directory")
+    return fd, True
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist yet
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_checkpoint(path: str, o: BulkOptions) -> None:
+    """The journal path is a writable file in an existing folder, neither input nor output."""
+    if os.path.isdir(path):
+        _usage(f"--checkpoint {path!r} is a directory; give a file path")
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        _usage(f"--checkpoint {path!r}: the folder {folder!r} does not exist")
+    target, mode = (path, os.R_OK | os.W_OK) if os.path.exists(path) else (folder, os.W_OK)
+    if not os.access(target, mode):
+        _usage(f"--checkpoint {path!r} is not writable")
+    for name, other in (("the jobs file", o.jobs_file), ("--out", o.out_path)):
+        if other != "-" and _same_file(path, other):
+            _usage(f"--checkpoint {path!r} is the same file as {name}")
+
+
+def open_out(path: str, jobs_file: str) -> TextIO:
+    """The outcomes' stream: stdout for ``-``, else the file opened for appending."""
+    if path == "-":
+        return sys.stdout
+    if os.path.isdir(path):
+        _usage(f"cannot write --out {path!r}: it is a directory")
+    if jobs_file != "-" and _same_file(path, jobs_file):
+        _usage(f"--out {path!r} is the jobs file: the outcomes would be read as jobs")
+    try:
+        return open(path, "a", encoding="utf-8")
+    except OSError as exc:
+        _usage(f"cannot write --out {path!r}: {exc.strerror or exc}")

@@ -1,0 +1,162 @@
+"""The ``bulk`` command's output: one JSON line per outcome, and settling a killed run.
+
+Each line is written and flushed before the next outcome is asked for, so an outcome's line
+always exists before the engine journals it (see :func:`write_outcomes`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any, TextIO
+
+import click
+import orjson
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..engine import BulkRun
+from ..engine.journal import SqliteJournal, State
+from ..errors import APIStatusError, JournalError
+from ..models import ExecuteJob, JobOutcome
+from ._bulk_options import BulkOptions, BulkUsageError
+from ._common import err_console, say
+
+__all__ = ["dumps_line", "outcome_json", "write_outcomes"]
+
+
+async def write_outcomes(
+    run: BulkRun,
+    out: TextIO,
+    lines_of: dict[int, tuple[int, ExecuteJob]],
+    opts: BulkOptions,
+) -> None:
+    """Write one line per outcome, flushed before the next outcome is asked for: the engine
+    journals an outcome when the next one is asked for, so its line always exists first."""
+    progress = (
+        Progress(
+            TextColumn("[bold]bulk"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+        )
+        if err_console.is_terminal
+        else None
+    )
+    where = "stdout" if opts.out_path == "-" else repr(opts.out_path)
+    with progress if progress is not None else contextlib.nullcontext():
+        task = progress.add_task("jobs", total=None) if progress is not None else None
+        opened = False
+        try:
+            async with run:  # opens and locks the journal before anything is sent
+                opened = True
+                # No await between opening and this: no job has been looked up yet.
+                settled = _settle(run, opts.out_path)
+                if settled:
+                    say(
+                        f"{len(settled)} job(s) an earlier run wrote to --out but did not "
+                        "journal before it stopped: taken as done, not reported again"
+                    )
+                async for outcome in run:
+                    entry = lines_of.pop(id(outcome.job), None)
+                    row = outcome_json(outcome, entry[0] if entry is not None else None)
+                    try:
+                        out.write(dumps_line(row) + "\n")
+                        out.flush()
+                    except OSError as exc:
+                        raise click.ClickException(
+                            f"writing the outcomes to {where} failed: {exc.strerror or exc}; "
+                            "stopped (jobs in flight were given up)"
+                        ) from None
+                    if progress is not None and task is not None:
+                        progress.advance(task)
+        except JournalError as exc:
+            if opened:  # failed mid-run: the engine stopped; not a usage error
+                raise
+            await run.aclose()
+            # In use by another run (the message names it), or a file that is not a journal.
+            raise BulkUsageError(str(exc)) from None
+
+
+def _settle(run: BulkRun, out_path: str) -> set[str]:
+    """Journal the outcomes an earlier, killed run wrote to ``--out`` but did not journal.
+
+    The line is written before the journal entry (so no outcome is ever lost); a process
+    killed between the two leaves an intent without an outcome, which the engine would report
+    a second time, as outcome-unknown. The journal lists those keys (few: the calls in flight
+    and the last outcomes at the kill); the ``--out`` file settles the ones it has a line for.
+    Jobs whose line says the server did not act (429, 503, no connection) are forgotten, so
+    the rerun sends them, as it would had the journal caught up.
+    """
+    journal = run.journal
+    if out_path == "-" or not isinstance(journal, SqliteJournal):
+        return set()
+    dangling = set(journal.dangling())
+    if not dangling:
+        return set()
+    found: dict[str, State | None] = {}
+    with contextlib.suppress(FileNotFoundError), open(out_path, "rb") as lines:
+        for raw in lines:
+            try:
+                row = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue  # a torn last line
+            key = row.get("key") if isinstance(row, dict) else None
+            if isinstance(key, str) and key in dangling:
+                found[key] = _settled_state(row)  # the last line of a key wins
+    for key, state in found.items():
+        if state is None:
+            journal.forget(key)
+        else:
+            journal.settle(key, state)
+    return set(found)
+
+
+_NOT_HANDLED = frozenset({"RateLimitError", "APIConnectionError", "APITimeoutError"})
+
+
+def _settled_state(row: dict[str, Any]) -> State | None:
+    if row.get("ok") is True:
+        return "succeeded"
+    error = row.get("error")
+    if not isinstance(error, dict):
+        return None
+    if error.get("type") == "OutcomeUnknownError":
+        return "outcome_unknown"
+    if error.get("type") in _NOT_HANDLED or error.get("status") == 503:
+        return None
+    return "failed"
+
+
+def dumps_line(row: Any) -> str:
+    """One JSON line; orjson, or ``json`` for what orjson refuses (integers past 64 bits in
+    an answer, which the SDK decodes exactly)."""
+    try:
+        return orjson.dumps(row, default=str).decode()
+    except TypeError:
+        return json.dumps(row, default=str, ensure_ascii=False, separators=(",", ":"))
+
+
+def outcome_json(outcome: JobOutcome, line: int | None) -> dict[str, Any]:
+    """One JSON object per outcome: the job key, ok, the result or a typed error."""
+    job = outcome.job
+    row: dict[str, Any] = {
+        "line": line,
+        "key": job.key or job.effective_key,
+        "userId": job.user_id,
+        "connectorId": job.connector_id,
+        "actionId": job.action_id,
+        "ok": outcome.ok,
+        "attempts": outcome.attempts,
+        "elapsed": round(outcome.elapsed, 6),
+    }
+    if outcome.ok:
+        result = outcome.result
+        row["data"] = getattr(result, "data", result)
+        row["requestId"] = getattr(result, "request_id", None)
+    else:
+        err = outcome.error
+        row["error"] = {"type": type(err).__name__, "message": str(err)}
+        if isinstance(err, APIStatusError):
+            row["error"].update(status=err.status, code=err.code, requestId=err.request_id)
+    return row

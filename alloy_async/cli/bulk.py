@@ -1,0 +1,279 @@
+"""``alloy-async bulk``: execute every job of a JSON Lines file, one outcome line per job.
+
+The command checks its options and files (:mod:`._bulk_options`), reads the jobs in a thread
+(:mod:`._bulk_input`), runs them with ``execute_many`` under SIGTERM / SIGINT handlers, and
+writes the outcomes (:mod:`._bulk_output`). Everything runs in the command's own process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, TextIO
+
+import attrs
+import click
+
+from ..client import AlloyClient
+from ..engine import BulkRun
+from ..errors import AlloyError
+from ..models import ExecuteJob
+from ._bulk_input import BadLine, JobReader
+from ._bulk_options import BulkOptions, check_checkpoint, check_numbers, open_input, open_out
+from ._bulk_output import write_outcomes
+from ._common import common, open_client, say
+
+__all__ = ["ClientFactory", "bulk", "run_bulk"]
+
+ClientFactory = Callable[..., AbstractAsyncContextManager[AlloyClient]]
+
+
+@click.command("bulk")
+@common
+@click.argument("jobs_file", type=click.Path(allow_dash=True))
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(allow_dash=True),
+    help="Where one JSON outcome per line goes (appended to; - for stdout).",
+)
+@click.option("--concurrency", default=32, show_default=True, help="Jobs in flight (>= 1).")
+@click.option("--per-user", type=int, default=None, help="Jobs in flight per user (>= 1).")
+@click.option(
+    "--per-connector", type=int, default=None, help="Jobs in flight per connector (>= 1)."
+)
+@click.option("--rate", type=float, default=None, help="Requests per second (> 0).")
+@click.option(
+    "--checkpoint",
+    type=click.Path(),
+    default=None,
+    help="Journal of finished jobs: a rerun skips them (one run at a time per journal).",
+)
+@click.option(
+    "--grace",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds jobs in flight get to finish after SIGTERM or SIGINT.",
+)
+@click.option("--ordered", is_flag=True, help="Write outcomes in input order.")
+def bulk(
+    api_key: str | None, base_url: str | None, sandbox: bool, as_json: bool, **opts: Any
+) -> None:
+    """Execute every job of a JSON Lines file (- for stdin); write one outcome per line.
+
+    Each input line is an object with connectorId, actionId, credentialId and optionally
+    userId, requestBody, queryParameters, pathParams, additionalHeaders, key (snake_case works
+    too). Bad lines (not UTF-8, not JSON, not a job) and, with --checkpoint, repeated keys are
+    reported on stderr with their line number and skipped. Jobs are read as they arrive: with
+    -, a job written to stdin runs while stdin stays open.
+
+    SIGTERM or SIGINT stops dispatch and gives jobs in flight --grace seconds to finish; a
+    second signal gives up on them at once (their outcome is unknown). Every job that was
+    dispatched gets its outcome line; jobs never dispatched get none, and a rerun with the
+    same --checkpoint runs them (and never re-sends a finished or outcome-unknown job).
+
+    \b
+    Exit codes:
+      0    every job succeeded
+      1    a bad line, a duplicate, a failed or outcome-unknown job, or an error
+      2    bad options or files, or the --checkpoint is in use by another run
+      130  stopped by SIGINT (128 + 2)
+      143  stopped by SIGTERM (128 + 15)
+    """
+    settings = BulkOptions(**opts)
+
+    def client(**kwargs: Any) -> AbstractAsyncContextManager[AlloyClient]:
+        return open_client(api_key, base_url, sandbox, **kwargs)
+
+    code = run_bulk(settings, client)
+    if code:
+        sys.exit(code)
+
+
+# -- signals -------------------------------------------------------------------------------
+
+
+class _Stopper:
+    """SIGTERM / SIGINT handlers on the loop while the run is active.
+
+    First signal: ``run.stop(grace=...)``: nothing new is dispatched, calls in flight get
+    ``grace`` seconds. Second signal: ``grace=0``: they are given up now (OutcomeUnknownError).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, grace: float) -> None:
+        self._loop = loop
+        self._grace = grace
+        self._installed: list[signal.Signals] = []
+        self.signum: int | None = None
+        self.run: BulkRun | None = None
+        self.finished = False
+
+    def stopped_by(self) -> int | None:
+        """The first SIGINT / SIGTERM received before the run ended, if any."""
+        return self.signum
+
+    def install(self) -> None:
+        for sig in self.SIGNALS:
+            try:
+                self._loop.add_signal_handler(sig, self._on_signal, sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover
+                continue  # Windows, or not the main thread: Ctrl-C cancels instead
+            self._installed.append(sig)
+
+    def remove(self) -> None:
+        for sig in self._installed:
+            with contextlib.suppress(RuntimeError, ValueError):
+                self._loop.remove_signal_handler(sig)
+        self._installed.clear()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self.finished:
+            return  # the run is over; we are about to exit anyway
+        name = sig.name
+        if self.signum is None:
+            self.signum = int(sig)
+            if self.run is None:
+                say(f"{name} received before the run started: nothing was executed", "yellow")
+                return
+            if self._grace > 0:
+                say(
+                    f"{name} received: dispatch stopped; jobs in flight get {self._grace:g} s "
+                    f"to finish (send {name} again to give up on them now)",
+                    "yellow",
+                )
+            else:
+                say(f"{name} received: dispatch stopped; giving up on jobs in flight", "yellow")
+            self.run.stop(f"{name} received", grace=self._grace)
+        elif self.run is not None:
+            say(
+                f"{name} received again: giving up on jobs in flight now "
+                "(each is reported as OutcomeUnknownError and never re-sent)",
+                "yellow",
+            )
+            self.run.stop(f"{name} received", grace=0)
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+@attrs.define
+class _Tally:
+    bad: int = 0
+    duplicates: int = 0
+
+
+def run_bulk(opts: BulkOptions, client: ClientFactory) -> int:
+    """Check everything, run, return the exit code (raises :class:`BulkUsageError`)."""
+    check_numbers(opts)
+    fd, close_fd = open_input(opts.jobs_file)
+    try:
+        if opts.checkpoint is not None:
+            check_checkpoint(opts.checkpoint, opts)
+        out = open_out(opts.out_path, opts.jobs_file)
+    except BaseException:
+        if close_fd:
+            os.close(fd)
+        raise
+    try:
+        return asyncio.run(_bulk(opts, fd, close_fd, out, client))
+    except AlloyError as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+    finally:
+        if out is not sys.stdout:
+            out.close()
+
+
+async def _bulk(
+    opts: BulkOptions, fd: int, close_fd: bool, out: TextIO, client: ClientFactory
+) -> int:
+    loop = asyncio.get_running_loop()
+    stopper = _Stopper(loop, opts.grace)
+    stopper.install()
+    try:
+        reader = JobReader(fd, loop, close_fd=close_fd)
+    except BaseException:
+        if close_fd:
+            os.close(fd)
+        stopper.remove()
+        raise
+    try:
+        return await _execute(opts, reader, out, client, stopper)
+    finally:
+        reader.close()
+        stopper.remove()
+
+
+async def _execute(
+    opts: BulkOptions, reader: JobReader, out: TextIO, client: ClientFactory, stopper: _Stopper
+) -> int:
+    tally = _Tally()
+    # id(job) -> (line number, job): the job is held so its id cannot be reused while listed;
+    # an entry leaves when the job's outcome or skip arrives, so the map stays small.
+    lines_of: dict[int, tuple[int, ExecuteJob]] = {}
+
+    async def jobs() -> AsyncIterator[ExecuteJob]:
+        async for item in reader.items():
+            if isinstance(item, BadLine):
+                tally.bad += 1
+                say(f"line {item.number}: {item.message}", "red")
+                continue
+            number, job = item
+            lines_of[id(job)] = (number, job)
+            yield job
+
+    def on_skip(job: ExecuteJob, reason: str) -> None:
+        entry = lines_of.pop(id(job), None)
+        if reason == "duplicate":
+            tally.duplicates += 1
+            where = f"line {entry[0]}" if entry is not None else "a line"
+            say(
+                f"{where}: duplicate of an earlier job with key {job.effective_key}, skipped",
+                "red",
+            )
+
+    async with client(max_connections=opts.concurrency) as alloy:
+        early = stopper.stopped_by()
+        if early is not None:  # stopped while connecting: nothing was sent
+            return 128 + early
+        run = alloy.actions.execute_many(
+            jobs(),
+            concurrency=opts.concurrency,
+            per_user=opts.per_user,
+            per_connector=opts.per_connector,
+            rate=opts.rate,
+            ordered=opts.ordered,
+            checkpoint=opts.checkpoint,
+            on_skip=on_skip,
+        )
+        stopper.run = run
+        try:
+            await write_outcomes(run, out, lines_of, opts)
+        finally:
+            stopper.finished = True
+        report = run.report
+    say(report.summary())
+    if tally.bad:
+        say(f"{tally.bad} bad line(s) skipped")
+    signum = stopper.stopped_by()
+    if signum is not None:
+        name = signal.Signals(signum).name
+        if opts.checkpoint is not None:
+            say(
+                f"stopped by {name}: rerun with the same --checkpoint to run the jobs not "
+                "dispatched (finished and outcome-unknown jobs are not sent again)"
+            )
+        else:
+            say(f"stopped by {name}; without --checkpoint a rerun executes every job again")
+        return 128 + signum
+    if tally.bad or tally.duplicates or report.failed or report.outcome_unknown:
+        return 1
+    return 0

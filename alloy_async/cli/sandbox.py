@@ -1,0 +1,64 @@
+"""``alloy-async sandbox``: the simulator over HTTP on a loopback address."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import click
+
+from ..errors import ConfigurationError
+from ..sandbox import SandboxServer, fault_plan, parse_duration
+from ..testing.fake import FakeAlloy
+from ..testing.seed import seed_demo
+
+__all__ = ["sandbox_cmd"]
+
+
+@click.command("sandbox")
+@click.option("--host", default="127.0.0.1", show_default=True, help="A loopback address.")
+@click.option("--port", default=0, show_default=True, help="0 picks a free port.")
+@click.option("--faults", default="", help="e.g. 429=0.05,503=0.02,reset=0.01")
+@click.option("--latency", default="0ms", show_default=True)
+@click.option("--rate-limit", type=float, default=None, help="Requests/s before answering 429.")
+@click.option("--burst", type=int, default=None)
+@click.option("--users", "n_users", default=1, show_default=True, help="Demo users to seed.")
+@click.option("--seed", default=0, show_default=True)
+def sandbox_cmd(
+    host: str,
+    port: int,
+    faults: str,
+    latency: str,
+    rate_limit: float | None,
+    burst: int | None,
+    n_users: int,
+    seed: int,
+) -> None:
+    """Serve the simulator over HTTP until interrupted."""
+    try:
+        plan = fault_plan(faults, seed=seed)
+        delay = parse_duration(latency)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    fake = FakeAlloy(seed=seed, faults=plan, latency=delay, record=False)
+    seeded = seed_demo(fake, users=n_users)
+
+    async def serve() -> None:
+        async with SandboxServer(
+            fake, host=host, port=port, rate_limit=rate_limit, burst=burst
+        ) as server:
+            click.echo(f"sandbox listening on {server.url}")
+            click.echo(f"ALLOY_BASE_URL={server.url} ALLOY_API_KEY={fake.api_key}")
+            click.echo(f"demo user {seeded[0][0]} has sendgrid credential {seeded[0][1]}")
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError):
+                    loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+
+    try:
+        asyncio.run(serve())
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None

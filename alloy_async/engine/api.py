@@ -1,0 +1,111 @@
+"""``execute_many``: the engine's entry point (the services layer wires ``execute_one``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from ..errors import InvalidRequestError
+from ..limiters._checks import check_number
+from ..models.bulk import BulkReport, ExecuteJob
+from .coordinator import CoolDown, Coordinator, InProcessCoordinator, RateBudget
+from .journal import Journal
+from .run import BulkRun
+from .state import ExecuteOne, Jobs, Settings
+
+__all__ = ["check_caps", "execute_many"]
+
+_MIN_LOOKAHEAD = 10_000
+
+
+def check_caps(concurrency: object, per_user: object, per_connector: object) -> None:
+    """Refuse a cap that is not an integer >= 1 (``per_*=None`` means no cap; 0 is refused
+    rather than read as "no cap"), naming the argument."""
+    check_number("concurrency", concurrency, low=1, integer=True)
+    check_number("per_user", per_user, low=1, integer=True, optional=True)
+    check_number("per_connector", per_connector, low=1, integer=True, optional=True)
+
+
+def _connector_scope(job: ExecuteJob) -> str:
+    return f"execute:{job.connector_id}"  # the scope the pipeline reports for execute calls
+
+
+def execute_many(
+    execute_one: ExecuteOne,
+    jobs: Jobs,
+    *,
+    concurrency: int = 32,
+    per_user: int | None = None,
+    per_connector: int | None = None,
+    rate: float | RateBudget | None = None,
+    ordered: bool = False,
+    deadline: float | None = None,
+    stop_when: Callable[[BulkReport], bool] | None = None,
+    checkpoint: str | os.PathLike[str] | Journal | None = None,
+    adaptive: CoolDown | bool = True,
+    scope: Callable[[ExecuteJob], str] | None = None,
+    lookahead: int | None = None,
+    max_requeues: int = 3,
+    default_user: str | None = None,
+    on_skip: Callable[[ExecuteJob, str], None] | None = None,
+    coordinator: Coordinator | None = None,
+) -> BulkRun:
+    """Run ``execute_one`` over ``jobs`` with bounded, fair concurrency; see :class:`BulkRun`.
+
+    Args:
+        execute_one: runs one job (``actions.execute`` wired to the pipeline).
+        jobs: an iterable or async iterable of :class:`ExecuteJob` or mappings (camelCase or
+            snake_case keys), read lazily.
+        concurrency: worker tasks, and so the global cap on calls in flight.
+        per_user / per_connector: caps on calls in flight per user id / connector id.
+        rate: calls per second (a float, or a shared rate budget).
+        ordered: yield outcomes in input order (a reorder window of ``lookahead`` jobs).
+        deadline: seconds for the run; then nothing more is dispatched (in-flight calls end
+            under their own deadline) and the report says so.
+        stop_when: called with the report after each outcome; True stops dispatch.
+        checkpoint: the write-ahead journal: a path (a ``SqliteJournal``) or any ``Journal``;
+            locked for the run (a second run raises ``JournalLockedError``).
+        adaptive: True for an ``AdaptiveLimiter`` of ``concurrency`` per scope, or your own
+            cool-down (wire its ``on_throttle`` into the pipeline's throttle listener), or False.
+        scope: the adaptive scope of a job; default ``"execute:<connector_id>"``.
+        lookahead: jobs read ahead of dispatch (the reach of fairness; bounds memory).
+        max_requeues: times a job that ended with a 429 is re-queued after the cool-down.
+        default_user: the user of jobs without ``user_id``: their fairness and ``per_user`` key.
+        on_skip: called with ``(job, reason)`` for each job not run because the journal has
+            its key: ``"duplicate"`` (earlier in this run) or ``"done"`` (an earlier run).
+        coordinator: the limits and journal as one bundle (see ``coordinator.py``); when given,
+            ``per_user``, ``per_connector``, ``rate``, ``checkpoint`` and a custom ``adaptive``
+            belong to it and must not be passed here too.
+    """
+    check_caps(concurrency, per_user, per_connector)
+    check_number("deadline", deadline, low=0, strict=True, optional=True)
+    if coordinator is None:
+        coordinator = InProcessCoordinator.build(
+            concurrency=concurrency, per_user=per_user, per_connector=per_connector, rate=rate,
+            adaptive=adaptive, checkpoint=checkpoint,
+        )  # fmt: skip
+    else:
+        given: dict[str, object] = {
+            "per_user": per_user,
+            "per_connector": per_connector,
+            "rate": rate,
+            "checkpoint": checkpoint,
+        }
+        clash = sorted(name for name, value in given.items() if value is not None)
+        if clash:
+            raise InvalidRequestError(
+                f"{', '.join(clash)} belong(s) to the coordinator when one is given",
+                field=clash[0],
+            )
+    settings = Settings(
+        concurrency=concurrency,
+        ordered=ordered,
+        deadline=deadline,
+        stop_when=stop_when,
+        scope=scope or _connector_scope,
+        lookahead=lookahead or max(_MIN_LOOKAHEAD, 64 * concurrency),
+        max_requeues=max_requeues,
+        default_user=default_user,
+        on_skip=on_skip,
+    )
+    return BulkRun(execute_one, jobs, settings, coordinator)

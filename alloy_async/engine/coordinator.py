@@ -1,0 +1,130 @@
+"""The seams of the engine: what ``execute_many`` needs from limits and the journal.
+
+The engine talks to its limits only through three protocols, bundled with a
+:class:`~alloy_async.engine.journal.Journal` as one ``coordinator=``. The default,
+:class:`InProcessCoordinator`, holds them in this process; a distributed backend (Redis, issue
+12) implements the same protocols over shared state. Each protocol says what must be atomic
+and what may be stale, so a second backend can be built from these docstrings alone.
+
+Every method but :meth:`RateBudget.acquire` is called on the event loop and must not block it
+(a networked backend keeps a local view and refreshes it in the background, or answers from
+the last known state: the engine only needs the guarantees written here).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+
+from ..limiters import AdaptiveLimiter, ConcurrencyLimiter, Key, RateLimiter
+from .journal import Journal, SqliteJournal
+
+__all__ = ["CoolDown", "Coordinator", "InProcessCoordinator", "KeyedSlots", "RateBudget"]
+
+
+@runtime_checkable
+class RateBudget(Protocol):
+    """Requests per second shared by everything that sends under it."""
+
+    async def acquire(self) -> Any:
+        """Wait for one permit and take it.
+
+        Atomic: two callers never get the same permit, and over any window the permits
+        handed out never exceed the budget. Cancellation while waiting must take no permit
+        (the engine cancels workers waiting here when a run stops).
+        """
+
+
+@runtime_checkable
+class KeyedSlots(Protocol):
+    """Concurrency caps: a global one and per key (``("user", id)``, ``("connector", id)``)."""
+
+    def keys_for(self, keys: Mapping[str, str | None]) -> tuple[Key, ...]:
+        """The slot keys a job with these ``{"user": ..., "connector": ...}`` values needs."""
+
+    def try_acquire(self, keys: tuple[Key, ...]) -> Key | None:
+        """Take a slot for every key at once, or none: the first saturated key, else None.
+
+        Never blocks. Atomic across the keys (all or nothing). A key whose kind is
+        ``"user"`` makes the engine drop that user from the rotation until a release of
+        that user; any other key parks the job until that key is released. May be stale
+        towards refusal (answering "full" when a slot was just freed elsewhere), never
+        towards admission (the cap is a promise).
+        """
+
+    def release(self, keys: tuple[Key, ...]) -> None:
+        """Give back the slots of one earlier successful :meth:`try_acquire`."""
+
+
+@runtime_checkable
+class CoolDown(Protocol):
+    """The adaptive limit per scope (a connector): 429s cool the scope and shrink its room."""
+
+    def blocked_for(self, scope: str) -> float | None:
+        """None when ``scope`` may start a call now, else seconds to wait (inf: until a
+        release). May be stale by a fraction of a second."""
+
+    def room(self, scope: str) -> int:
+        """How many more calls ``scope`` may start now (-1: unlimited)."""
+
+    def try_acquire(self, scope: str) -> float | None:
+        """Count one call in flight in ``scope``; called after :meth:`blocked_for` said None."""
+
+    def release(self, scope: str, *, success: bool | None = True) -> None:
+        """A call in ``scope`` ended: grow the room on success, shrink it on failure."""
+
+    def on_throttle(self, scope: str, retry_after: float | None) -> None:
+        """The API throttled ``scope`` (429/503): cool it for ``retry_after`` or a default.
+        Must reach every process that shares the scope (a throttle seen by one slows all)."""
+
+
+@runtime_checkable
+class Coordinator(Protocol):
+    """What ``execute_many(coordinator=...)`` takes: the limits and the journal of a run."""
+
+    slots: KeyedSlots
+    rate: RateBudget | None
+    cooldown: CoolDown | None
+    journal: Journal | None
+
+
+@attrs.define
+class InProcessCoordinator:
+    """The default coordinator: limiters and an optional journal in this process.
+
+    ``InProcessCoordinator.build(...)`` makes one from ``execute_many``'s arguments; build one
+    yourself to share limiters between runs in one process.
+    """
+
+    slots: KeyedSlots
+    rate: RateBudget | None = None
+    cooldown: CoolDown | None = None
+    journal: Journal | None = None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        concurrency: int,
+        per_user: int | None = None,
+        per_connector: int | None = None,
+        rate: float | RateBudget | None = None,
+        adaptive: CoolDown | bool = True,
+        checkpoint: str | os.PathLike[str] | Journal | None = None,
+    ) -> InProcessCoordinator:
+        """The limits ``execute_many`` documents, from its arguments."""
+        caps = {"user": per_user, "connector": per_connector}
+        slots = ConcurrencyLimiter(concurrency, per_key={k: v for k, v in caps.items() if v})
+        budget = RateLimiter(rate) if isinstance(rate, (int, float)) else rate
+        cooldown = AdaptiveLimiter(concurrency) if adaptive is True else (adaptive or None)
+        journal = (
+            None
+            if checkpoint is None
+            else checkpoint
+            if isinstance(checkpoint, Journal)
+            else SqliteJournal(checkpoint)
+        )
+        return cls(slots=slots, rate=budget, cooldown=cooldown, journal=journal)

@@ -1,0 +1,196 @@
+"""Outcomes on their way to the consumer, and the tally the report is made from.
+
+An outcome is journaled only once the consumer has taken it (when it asks for the next one):
+whatever the consumer does with an outcome (the CLI writes its line) happens before the journal
+says the job is done. :class:`OutcomeChannel` keeps that order, the input order for
+``ordered=True``, and the outcomes of calls given up at a stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from ..errors import APIConnectionError, APIStatusError, APITimeoutError, OutcomeUnknownError
+from ..errors import RateLimitError as _RateLimitError
+from ..models.bulk import BulkReport, JobOutcome
+from .journal import State
+
+__all__ = ["Entry", "OutcomeChannel", "Tally", "journal_state", "kind_of"]
+
+#: (index, outcome, journal key, what to journal: a State, or None to forget the key)
+Entry = tuple[int, JobOutcome, "str | None", "State | None"]
+_DONE = object()
+
+
+def kind_of(error: BaseException | None) -> State:
+    """``succeeded``, ``failed`` or ``outcome_unknown``."""
+    if error is None:
+        return "succeeded"
+    if isinstance(error, OutcomeUnknownError):
+        return "outcome_unknown"
+    return "failed"
+
+
+def journal_state(error: BaseException | None) -> State | None:
+    """What the journal keeps of a finished job: its kind, or None (never sent: a rerun may
+    send it) for failures that prove the server did not act."""
+    if isinstance(error, OutcomeUnknownError):
+        return "outcome_unknown"
+    if isinstance(error, APIStatusError):
+        if isinstance(error, _RateLimitError) or error.status == 503:
+            return None
+        return "failed"
+    if isinstance(error, APITimeoutError):
+        return "failed" if error.sent else None
+    if isinstance(error, APIConnectionError):
+        return None
+    return kind_of(error)
+
+
+@attrs.define
+class Tally:
+    """The counters behind :class:`~alloy_async.models.BulkReport`."""
+
+    succeeded: int = 0
+    failed: int = 0
+    outcome_unknown: int = 0
+    skipped: int = 0
+    duplicates: int = 0
+    not_dispatched: int = 0
+    attempts: int = 0
+    retries: int = 0
+    throttled: float = 0.0
+    by_error: dict[str, int] = attrs.field(factory=dict)
+    stop_reason: str | None = None
+
+    @property
+    def finished(self) -> int:
+        """Jobs with an outcome so far."""
+        return self.succeeded + self.failed + self.outcome_unknown
+
+    def count(self, error: BaseException | None, attempts: int, throttled: float) -> None:
+        """Count one finished job."""
+        kind = kind_of(error)
+        setattr(self, kind, getattr(self, kind) + 1)
+        if error is not None:
+            name = type(error).__name__
+            self.by_error[name] = self.by_error.get(name, 0) + 1
+        self.attempts += attempts
+        self.retries += max(0, attempts - 1)
+        self.throttled += throttled
+
+    def report(self, *, waiting: int, wall_time: float) -> BulkReport:
+        """A snapshot; ``waiting`` jobs read but not dispatched count as not dispatched."""
+        return BulkReport(
+            succeeded=self.succeeded,
+            failed=self.failed,
+            outcome_unknown=self.outcome_unknown,
+            skipped=self.skipped,
+            duplicates=self.duplicates,
+            not_dispatched=self.not_dispatched + waiting,
+            by_error=dict(self.by_error),
+            attempts=self.attempts,
+            retries=self.retries,
+            throttled_seconds=self.throttled,
+            wall_time=wall_time,
+            stopped_early=self.stop_reason is not None,
+            stop_reason=self.stop_reason,
+        )
+
+
+class OutcomeChannel:
+    """From the workers to the consumer, journaling each outcome once it has been taken.
+
+    Args:
+        size: outcomes the workers may get ahead of the consumer.
+        ordered: deliver in input order (a reorder buffer).
+        taken: called with ``(key, state)`` when the consumer is done with an outcome.
+        on_emit: called when the consumer moves on in ordered mode (the reader may read on).
+    """
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        ordered: bool,
+        taken: Callable[[str | None, State | None], None],
+        on_emit: Callable[[], None],
+    ) -> None:
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=size)
+        self._ordered = ordered
+        self._taken = taken
+        self._on_emit = on_emit
+        self._reorder: dict[int, Entry] = {}
+        self._late: deque[Entry] = deque()
+        self._unacked: Entry | None = None
+        self._all_done = False
+        self._done_seen = False
+        self.next_emit = 0
+
+    async def put(self, entry: Entry) -> None:
+        """Hand an outcome on (waits while the consumer is ``size`` behind)."""
+        await self._queue.put(entry)
+
+    def put_late(self, entry: Entry) -> None:
+        """Hand on the outcome of a call given up at a stop (from a worker being cancelled)."""
+        self._late.append(entry)
+
+    def close(self) -> None:
+        """No more outcomes will come: the consumer's loop ends once it has taken the rest."""
+        if self._all_done:
+            return
+        self._all_done = True
+        if not self._queue.full():  # else the consumer sees _all_done once it has drained it
+            self._queue.put_nowait(_DONE)
+
+    def ack(self) -> None:
+        """The consumer is done with the last outcome it took: journal it now."""
+        entry = self._unacked
+        if entry is not None:
+            self._unacked = None
+            self._taken(entry[2], entry[3])
+
+    def pending(self) -> list[Entry]:
+        """Take every outcome the consumer has not taken (the run is being closed)."""
+        out: list[Entry] = [*self._late, *self._reorder.values()]
+        self._late.clear()
+        self._reorder.clear()
+        while not self._queue.empty():
+            got = self._queue.get_nowait()
+            if got is not _DONE:
+                out.append(got)
+        return out
+
+    async def next(self) -> JobOutcome | None:
+        """The next outcome for the consumer, or None when the run has ended."""
+        self.ack()
+        queue = self._queue
+        while True:
+            if self._ordered and self.next_emit in self._reorder:
+                entry = self._reorder.pop(self.next_emit)
+                self.next_emit += 1
+                self._on_emit()
+                self._unacked = entry
+                return entry[1]
+            if self._late:
+                got: Any = self._late.popleft()
+            elif self._done_seen or (self._all_done and queue.empty()):
+                self._done_seen = True
+                if self._ordered and self._reorder:  # gaps: jobs stopped before dispatch
+                    self.next_emit = min(self._reorder)
+                    continue
+                return None
+            else:
+                got = await queue.get()
+                if got is _DONE:
+                    self._done_seen = True
+                    continue
+            if not self._ordered:
+                self._unacked = got
+                return got[1]  # type: ignore[no-any-return]
+            self._reorder[got[0]] = got

@@ -1,0 +1,500 @@
+"""execute_many: jobs in, outcomes out — fair, capped, resumable, stoppable.
+
+Shape of a run (no task per job: memory stays flat for millions of jobs)::
+
+    source --reader task--> FairScheduler (look-ahead <= lookahead jobs)
+                                |  round-robin over users; caps tried without waiting
+                            `concurrency` worker tasks --> [rate permit] -> [journal intent]
+                                |                          -> execute_one(job, stats)
+                            OutcomeChannel --> consumer (`async for`), reordered if ordered=True
+                                               (an outcome is journaled once it is taken)
+
+The limits and the journal come from a coordinator (``coordinator.py``), used only through its
+protocols. A job is executed at most once: one that ends with
+:class:`~alloy_async.errors.OutcomeUnknownError` (or is given up in flight) is never re-sent;
+a 429 ("not handled") cools its scope and re-queues the job, up to ``max_requeues`` times.
+
+The journal (``journal.py``, ``admission.py``): a job's intent is durable before its request
+reaches the transport; its outcome is journaled once the consumer has taken it.
+
+Stopping: ``run.stop(reason, grace=...)`` (the CLI's SIGINT/SIGTERM), the deadline and
+``stop_when`` stop dispatch at once, workers waiting for a rate permit included; in-flight
+calls may finish (for ``grace`` seconds), then are given up and still yield an outcome each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from typing import Any
+
+from .._core import CallStats
+from ..errors import InvalidRequestError, JournalError, OutcomeUnknownError, RateLimitError
+from ..limiters import GLOBAL_KEY
+from ..limiters._checks import check_number
+from ..models.bulk import BulkReport, ExecuteJob, JobOutcome
+from .admission import Admission
+from .coordinator import CoolDown, Coordinator, KeyedSlots, RateBudget
+from .journal import Journal
+from .outcomes import OutcomeChannel, Tally, journal_state
+from .scheduler import USER_FULL, FairScheduler, Slot
+from .state import ExecuteOne, Flow, Jobs, Settings
+
+__all__ = ["BulkRun"]
+
+
+class BulkRun:
+    """A running ``execute_many``: an async iterable of :class:`JobOutcome`, then ``report``.
+
+    Iterate it once (``async for outcome in run``), preferably inside ``async with run:``.
+    :meth:`stop` ends it gracefully (every dispatched job still yields its outcome); breaking
+    out of the loop, cancelling the consuming task or ``await run.aclose()`` stops dispatch,
+    cancels in-flight calls and waits for every task of the run to end.
+    """
+
+    def __init__(
+        self, execute_one: ExecuteOne, jobs: Jobs, settings: Settings, coordinator: Coordinator
+    ) -> None:
+        self._execute_one = execute_one
+        self._jobs = jobs
+        self._s = settings
+        self._c = coordinator
+        self._run_id = os.urandom(6).hex()
+        self._flow = Flow()
+        self._tally = Tally()
+        self._sched = FairScheduler()
+        self._admission = Admission(
+            run_id=self._run_id,
+            slots=coordinator.slots,
+            scope=settings.scope,
+            default_user=settings.default_user,
+            on_skip=settings.on_skip,
+            tally=self._tally,
+        )
+        self._out: OutcomeChannel | None = None
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._permit_waiters: set[asyncio.Task[Any]] = set()
+        self._sending: set[asyncio.Task[Any]] = set()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._grace_timer: asyncio.TimerHandle | None = None
+        self._grace_at: float | None = None
+
+    @property
+    def limiter(self) -> KeyedSlots:
+        """The concurrency caps (``statistics()`` on the in-process one)."""
+        return self._c.slots
+
+    @property
+    def rate(self) -> RateBudget | None:
+        """The rate budget, if any."""
+        return self._c.rate
+
+    @property
+    def adaptive(self) -> CoolDown | None:
+        """The adaptive limit per scope, if any."""
+        return self._c.cooldown
+
+    @property
+    def journal(self) -> Journal | None:
+        """The run's write-ahead journal (``checkpoint=``), or None."""
+        return self._admission.journal
+
+    @property
+    def report(self) -> BulkReport:
+        """The counts so far (final once iteration has ended or the run is closed)."""
+        flow = self._flow
+        if flow.t0 is None:
+            wall = 0.0
+        else:
+            end = flow.t_end if flow.t_end is not None else asyncio.get_running_loop().time()
+            wall = end - flow.t0
+        return self._tally.report(waiting=flow.buffered if flow.stopping else 0, wall_time=wall)
+
+    # -- stopping ----------------------------------------------------------------------------
+
+    def stop(self, reason: str = "stopped", *, grace: float | None = None) -> None:
+        """Stop dispatch now; let in-flight calls finish, for at most ``grace`` seconds.
+
+        Safe to call from a signal handler on the run's loop, and again (a smaller ``grace``
+        shortens the wait; ``grace=0`` gives up at once). Nothing is sent after it, not even
+        by a worker that was waiting for a rate permit. Calls still in flight when the grace
+        ends are cancelled and yield :class:`~alloy_async.errors.OutcomeUnknownError`
+        outcomes. Iteration then ends normally, every dispatched job having yielded one
+        outcome; ``report.stop_reason`` says why.
+        """
+        check_number("grace", grace, low=0, optional=True)
+        self._stop(reason)
+        if grace is None or not self._flow.started:
+            return
+        loop = asyncio.get_running_loop()
+        at = loop.time() + grace
+        if self._grace_at is not None and self._grace_at <= at:
+            return
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+        self._grace_at = at
+        if grace == 0:  # at once, not on the next loop turn
+            self._give_up()
+        else:
+            self._grace_timer = loop.call_at(at, self._give_up)
+
+    def _stop(self, reason: str) -> None:
+        if not self._flow.stopping:
+            self._flow.stopping = True
+            self._tally.stop_reason = reason
+            self._wake.set()
+            self._room.set()
+        # A worker waiting for a rate permit has sent nothing: it must not send after a stop.
+        for task in list(self._permit_waiters):
+            task.cancel()
+
+    def _give_up(self) -> None:
+        self._grace_timer = None
+        self._flow.giving_up = True
+        for task in list(self._sending):
+            task.cancel()
+
+    async def _start(self) -> None:
+        flow = self._flow
+        if flow.started:
+            return
+        flow.started = True
+        loop = asyncio.get_running_loop()
+        if self._c.journal is not None:
+            await self._c.journal.open(self._run_id)
+            self._admission.journal = self._c.journal
+        flow.t0 = loop.time()
+        self._out = OutcomeChannel(
+            2 * self._s.concurrency,
+            ordered=self._s.ordered,
+            taken=self._admission.taken,
+            on_emit=self._room.set,
+        )
+        if self._s.deadline is not None:
+            self._deadline_timer = loop.call_later(
+                self._s.deadline, self._stop, f"deadline of {self._s.deadline:g} s reached"
+            )
+        self._tasks.append(loop.create_task(self._feed()))
+        flow.live_workers = self._s.concurrency
+        self._tasks.extend(loop.create_task(self._work()) for _ in range(self._s.concurrency))
+
+    async def aclose(self) -> None:
+        """Stop dispatch, cancel in-flight calls, wait for every task, flush the journal.
+
+        In-flight calls end as outcome-unknown in the journal (never re-sent); outcomes the
+        consumer did not take are journaled as they ended.
+        """
+        flow = self._flow
+        if flow.closed:
+            return
+        flow.closed = True
+        if flow.started and flow.t_end is None:
+            self._stop("closed before the input was exhausted")
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        out = self._out
+        if out is not None:
+            # The consumer is gone: what it did not take is journaled as it ended (a failed
+            # journal keeps their intents: a rerun reports them outcome-unknown, never sends).
+            with contextlib.suppress(JournalError):
+                out.ack()
+                for entry in out.pending():
+                    self._admission.taken(entry[2], entry[3])
+            out.close()  # a consumer waiting in `async for` (another task) must learn of it
+        for timer in (*self._timers.values(), self._deadline_timer, self._grace_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timers.clear()
+        if self._admission.journal is not None:
+            await self._admission.journal.aclose()
+        if flow.t_end is None and flow.t0 is not None:
+            flow.t_end = asyncio.get_running_loop().time()
+
+    async def __aenter__(self) -> BulkRun:
+        await self._start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def __aiter__(self) -> AsyncIterator[JobOutcome]:
+        """Yield outcomes as jobs finish (or in input order with ``ordered=True``)."""
+        if self._flow.closed:
+            return
+        try:
+            await self._start()
+            assert self._out is not None
+            while True:
+                outcome = await self._out.next()
+                if outcome is None:
+                    self._flow.t_end = asyncio.get_running_loop().time()
+                    break
+                yield outcome
+        finally:
+            # Also reached when the consumer breaks out (the generator is finalised) or is
+            # cancelled: nothing of the run may outlive its consumer.
+            await self.aclose()
+        if self._flow.source_error is not None:
+            raise self._flow.source_error
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _full(self) -> bool:
+        flow = self._flow
+        if flow.buffered >= self._s.lookahead:
+            return True
+        emitted = self._out.next_emit if self._out is not None else 0
+        return self._s.ordered and flow.next_index - emitted >= self._s.lookahead
+
+    async def _feed(self) -> None:
+        try:
+            jobs = self._jobs
+            if isinstance(jobs, AsyncIterable):
+                async for raw in jobs:
+                    if await self._accept(raw):
+                        break
+            else:
+                for raw in jobs:
+                    if await self._accept(raw):
+                        break
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._flow.source_error = exc
+            self._stop(f"reading the jobs failed: {type(exc).__name__}: {exc}")
+        finally:
+            self._flow.source_done = True
+            self._wake.set()
+
+    async def _accept(self, raw: ExecuteJob | Mapping[str, Any]) -> bool:
+        """Queue one job; True when dispatch has stopped and reading should end."""
+        flow = self._flow
+        while self._full() and not flow.stopping:
+            self._room.clear()
+            await self._room.wait()
+        if flow.stopping:
+            return True
+        slot = self._admission.admit(raw, flow.next_index)
+        if slot is None:
+            return False
+        flow.next_index += 1
+        flow.buffered += 1
+        if slot.preset is not None:
+            self._sched.add_decided(slot)
+        else:
+            self._sched.add(slot)
+        self._wake.set()
+        # A sync iterable never yields otherwise: let the workers start on what is queued.
+        if flow.next_index % 256 == 0:
+            await asyncio.sleep(0)
+        return False
+
+    # -- starting and ending a call ----------------------------------------------------------
+
+    def _try_start(self, slot: Slot) -> Any:
+        """Take every slot ``slot`` needs: None, USER_FULL, or the key to park it on."""
+        cooldown = self._c.cooldown
+        if cooldown is not None:
+            wait = cooldown.blocked_for(slot.scope)
+            if wait is not None:
+                if wait != float("inf") and slot.scope not in self._timers:
+                    loop = asyncio.get_running_loop()
+                    self._timers[slot.scope] = loop.call_later(wait, self._cooled, slot.scope)
+                return ("scope", slot.scope)
+        blocker = self._c.slots.try_acquire(slot.keys)
+        if blocker is None:
+            if cooldown is not None:
+                cooldown.try_acquire(slot.scope)
+            return None
+        if isinstance(blocker, tuple) and blocker[0] == "user":
+            return USER_FULL
+        return blocker
+
+    def _cooled(self, scope: str) -> None:
+        self._timers.pop(scope, None)
+        # Wake only as many parked jobs as the scope can take: waking them all made every
+        # cool-down cost O(buffered jobs), quadratic under sustained throttling. The rest are
+        # woken one per release in the scope.
+        room = self._c.cooldown.room(scope) if self._c.cooldown is not None else -1
+        self._sched.unpark(("scope", scope), count=max(1, room) if room >= 0 else -1)
+        self._wake.set()
+
+    def _release(self, slot: Slot, success: bool | None) -> None:
+        self._c.slots.release(slot.keys)
+        sched = self._sched
+        if self._c.cooldown is not None:
+            self._c.cooldown.release(slot.scope, success=success)
+            sched.unpark(("scope", slot.scope))
+        for key in slot.keys:
+            if key[0] == "user":
+                sched.unblock_user(key[1])
+            else:
+                sched.unpark(key)
+        sched.unpark(GLOBAL_KEY)
+        self._wake.set()
+
+    # -- workers -----------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        flow = self._flow
+        try:
+            while True:
+                slot = None if flow.stopping else self._sched.pick(self._try_start)
+                if slot is None:
+                    if flow.stopping or (
+                        flow.source_done and flow.buffered == 0 and flow.in_flight == 0
+                    ):
+                        return
+                    if flow.in_flight == 0 and self._sched.waiting and not self._timers:
+                        # Slots held outside this run (a shared coordinator): no release of
+                        # ours will come, so poll for room.
+                        self._sched.retry_all()
+                        await asyncio.sleep(0.05)
+                        continue
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                flow.buffered -= 1
+                self._room.set()
+                flow.in_flight += 1
+                try:
+                    if slot.preset is not None:
+                        await self._emit(slot, None, slot.preset, 0.0)
+                    else:
+                        await self._call(slot)
+                finally:
+                    flow.in_flight -= 1
+        except Exception as exc:  # a bug in stop_when or scope: end the run, raise it after
+            flow.source_error = flow.source_error or exc
+            self._stop(f"{type(exc).__name__}: {exc}")
+        finally:
+            flow.live_workers -= 1
+            self._wake.set()
+            if flow.live_workers == 0 and not flow.closed:
+                self._tally.not_dispatched += flow.buffered
+                flow.buffered = 0
+                assert self._out is not None
+                self._out.close()
+
+    async def _call(self, slot: Slot) -> None:
+        stats = CallStats()
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        journal = self._admission.journal if slot.key is not None else None
+        sent = intended = False
+        error: BaseException | None = None
+        result: Any = None
+        started = 0.0
+        try:
+            if self._c.rate is not None:
+                self._permit_waiters.add(task)
+                try:
+                    await self._c.rate.acquire()
+                finally:
+                    self._permit_waiters.discard(task)
+            if self._flow.stopping:  # stopped while this worker got its permit
+                raise asyncio.CancelledError
+            if journal is not None:
+                intended = True
+                try:
+                    await journal.intend(slot.key)  # type: ignore[arg-type]
+                except JournalError as exc:
+                    # Never send what the journal could not record; nothing else can be.
+                    self._release(slot, None)
+                    self._admission.claimed.discard(slot.key)
+                    self._stop(f"the journal failed: {exc}")
+                    await self._emit(slot, None, exc, 0.0, journaled=False)
+                    return
+                if self._flow.stopping:  # stopped while the intent was committing: not sent
+                    raise asyncio.CancelledError
+            started = loop.time()
+            sent = True
+            self._sending.add(task)
+            try:
+                result = await self._execute_one(slot.job, stats)
+            except Exception as exc:
+                error = exc
+            finally:
+                self._sending.discard(task)
+        except asyncio.CancelledError:
+            self._release(slot, None)
+            if sent:
+                self._given_up(slot, stats, loop.time() - started)
+            else:
+                self._tally.not_dispatched += 1
+                if slot.key is not None:
+                    self._admission.claimed.discard(slot.key)
+                    if intended and journal is not None:
+                        with contextlib.suppress(JournalError):
+                            journal.forget(slot.key)  # queued after the intent: ordered
+            raise
+        slot.attempts += max(1, stats.attempts)
+        slot.throttled += stats.throttled
+        if isinstance(error, RateLimitError) and self._c.cooldown is not None:
+            self._c.cooldown.on_throttle(slot.scope, error.retry_after)
+            if slot.requeues < self._s.max_requeues and not self._flow.stopping:
+                slot.requeues += 1
+                self._release(slot, False)
+                if journal is not None:
+                    journal.forget(slot.key)  # type: ignore[arg-type]  # 429: not handled
+                self._flow.buffered += 1
+                self._sched.requeue(slot)  # parks on the scope until its cool-down ends
+                return
+        self._release(slot, error is None)
+        if isinstance(error, InvalidRequestError):  # refused before sending: say which job
+            error = _at_index(error, slot.index)
+        await self._emit(slot, result, error, loop.time() - started)
+
+    def _given_up(self, slot: Slot, stats: CallStats, elapsed: float) -> None:
+        """A call cancelled in flight: outcome-unknown, journaled, never re-sent."""
+        slot.attempts += max(1, stats.attempts)
+        why = "given up at stop" if self._flow.giving_up and not self._flow.closed else "cancelled"
+        unknown = OutcomeUnknownError(f"{why} while in flight; the action may have run")
+        self._tally.count(unknown, slot.attempts, slot.throttled)
+        outcome = JobOutcome(
+            job=slot.job, ok=False, result=None, error=unknown, attempts=slot.attempts,
+            elapsed=elapsed, index=slot.index,
+        )  # fmt: skip
+        if self._flow.closed:  # nobody will take it: journal it now
+            with contextlib.suppress(JournalError):
+                self._admission.taken(slot.key, "outcome_unknown")
+        else:
+            assert self._out is not None
+            self._out.put_late((slot.index, outcome, slot.key, "outcome_unknown"))
+
+    async def _emit(
+        self,
+        slot: Slot,
+        result: Any,
+        error: BaseException | None,
+        elapsed: float,
+        *,
+        journaled: bool = True,
+    ) -> None:
+        self._tally.count(error, slot.attempts, slot.throttled)
+        outcome = JobOutcome(
+            job=slot.job, ok=error is None, result=result, error=error, attempts=slot.attempts,
+            elapsed=elapsed, index=slot.index,
+        )  # fmt: skip
+        key = slot.key if journaled else None
+        stop_when = self._s.stop_when
+        if stop_when is not None and not self._flow.stopping and stop_when(self.report):
+            self._stop(f"stop_when returned True after {self._tally.finished} outcomes")
+        assert self._out is not None
+        await self._out.put((slot.index, outcome, key, journal_state(error)))
+
+
+def _at_index(error: InvalidRequestError, index: int) -> InvalidRequestError:
+    if str(error).startswith("job at index "):
+        return error
+    located = InvalidRequestError(f"job at index {index}: {error}", field=error.field)
+    located.__cause__ = error
+    return located

@@ -1,0 +1,168 @@
+"""The fair scheduler: plain, loop-free code (no asyncio), testable on its own.
+
+Ready jobs wait in one FIFO per user; :meth:`FairScheduler.pick` takes the next one round-robin
+over the users that have room, so a user with 50,000 queued jobs gets one turn per round like a
+user with 5. Starting a job is the caller's ``try_start(slot)``, which answers one of:
+
+* ``None``: the job holds its slots now; ``pick`` returns it;
+* :data:`USER_FULL`: its user is at the per-user cap; the user leaves the rotation (it never
+  holds a worker) until :meth:`FairScheduler.unblock_user`;
+* any other value: a key the job is parked on (a connector at its cap, a scope cooling down);
+  only :meth:`FairScheduler.unpark` of that key brings it back, so nobody queues behind it.
+
+Jobs decided without sending (a bad job, an intent an earlier run left) come first
+(:meth:`add_decided`), then re-queued and unparked ones, then the rotation.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Hashable
+from typing import Any
+
+__all__ = ["USER_FULL", "FairScheduler", "Slot"]
+
+#: ``try_start`` answer: the slot's user is at its cap.
+USER_FULL = "user-full"
+
+
+class Slot:
+    """One job on its way through the engine (what it needs, what it has cost so far)."""
+
+    __slots__ = (
+        "attempts", "index", "job", "key", "keys", "preset", "requeues", "scope", "throttled",
+        "user",
+    )  # fmt: skip
+
+    def __init__(
+        self, index: int, job: Any, key: str | None, keys: Any, scope: str, user: str
+    ) -> None:
+        self.index = index
+        self.job = job
+        self.key = key
+        self.keys = keys
+        self.scope = scope
+        self.user = user
+        self.attempts = 0
+        self.requeues = 0
+        self.throttled = 0.0
+        # An outcome decided without sending: a bad job, or an intent an earlier run left.
+        self.preset: BaseException | None = None
+
+
+TryStart = Callable[[Slot], Hashable | None]
+
+
+class FairScheduler:
+    """Per-user FIFOs, a round-robin rotation, and jobs parked on saturated keys."""
+
+    def __init__(self) -> None:
+        self._users: dict[str, deque[Slot]] = {}
+        self._rotation: deque[str] = deque()
+        self._in_rotation: set[str] = set()
+        self._blocked: set[str] = set()
+        self._parked: dict[Hashable, deque[Slot]] = {}
+        self._priority: deque[Slot] = deque()
+        self._decided: deque[Slot] = deque()
+
+    def add(self, slot: Slot) -> None:
+        """Queue a ready job behind its user's others."""
+        queue = self._users.get(slot.user)
+        if queue is None:
+            queue = self._users[slot.user] = deque()
+        queue.append(slot)
+        self._enter(slot.user)
+
+    def add_decided(self, slot: Slot) -> None:
+        """Queue a job whose outcome is already known (it takes no slot): first out."""
+        self._decided.append(slot)
+
+    def requeue(self, slot: Slot) -> None:
+        """Queue a job again ahead of the rotation (it parks if its key is still busy)."""
+        self._priority.append(slot)
+
+    def park(self, key: Hashable, slot: Slot) -> None:
+        """Hold ``slot`` until ``key`` is released."""
+        parked = self._parked.get(key)
+        if parked is None:
+            parked = self._parked[key] = deque()
+        parked.append(slot)
+
+    def unpark(self, key: Hashable, count: int = 1) -> bool:
+        """Let ``count`` jobs parked on ``key`` (all with -1) be picked again; True if any."""
+        parked = self._parked.get(key)
+        if parked is None:
+            return False
+        while parked and count:
+            self._priority.append(parked.popleft())
+            count -= 1
+        if not parked:
+            del self._parked[key]
+        return True
+
+    def retry_all(self) -> None:
+        """Let every parked job and blocked user be tried again (slots held by someone else,
+        e.g. another run sharing the coordinator, may have been freed)."""
+        for key in list(self._parked):
+            self.unpark(key, count=-1)
+        for user in list(self._blocked):
+            self.unblock_user(user)
+
+    @property
+    def waiting(self) -> bool:
+        """Whether any job waits on a key or a full user (not only on a free worker)."""
+        return bool(self._parked or self._blocked)
+
+    def unblock_user(self, user: str) -> None:
+        """The user's cap has room again: back into the rotation."""
+        if user in self._blocked:
+            self._blocked.discard(user)
+            self._enter(user)
+
+    def pick(self, try_start: TryStart) -> Slot | None:
+        """The next job that could start (its slots taken by ``try_start``), or None."""
+        if self._decided:
+            return self._decided.popleft()
+        priority = self._priority
+        while priority:
+            slot = priority.popleft()
+            answer = try_start(slot)
+            if answer is None:
+                return slot
+            if answer == USER_FULL:
+                self._hold_user(slot)
+            else:
+                self.park(answer, slot)
+        rotation = self._rotation
+        for _ in range(len(rotation)):
+            user = rotation.popleft()
+            self._in_rotation.discard(user)
+            queue = self._users.get(user)
+            if not queue or user in self._blocked:
+                continue
+            slot = queue.popleft()
+            answer = try_start(slot)
+            if answer == USER_FULL:
+                queue.appendleft(slot)
+                self._blocked.add(user)
+                continue
+            if not queue:
+                del self._users[user]
+            else:
+                self._enter(user)
+            if answer is None:
+                return slot
+            self.park(answer, slot)
+        return None
+
+    def _hold_user(self, slot: Slot) -> None:
+        queue = self._users.get(slot.user)
+        if queue is None:
+            queue = self._users[slot.user] = deque()
+        queue.appendleft(slot)
+        self._blocked.add(slot.user)
+
+    def _enter(self, user: str) -> None:
+        if user not in self._in_rotation and user not in self._blocked and self._users.get(user):
+            self._rotation.append(user)
+            self._in_rotation.add(user)
