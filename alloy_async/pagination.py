@@ -35,11 +35,13 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
+from ._checks import check_number
+
 # The loop guards (repeated pages, oversized pages, offset and cursor cycles, the default
 # max_pages) live in _page_guards. _CURSOR_MEMORY is read from this module at each iteration,
 # so setting ``alloy_async.pagination._CURSOR_MEMORY`` still changes the cursor memory.
 from ._page_guards import _CURSOR_MEMORY, DEFAULT_MAX_PAGES, _Guard, at_cap
-from .errors import InvalidRequestError, InvalidResponseError
+from .errors import InvalidResponseError
 
 __all__ = ["DEFAULT_MAX_PAGES", "AsyncPaginator", "Page"]
 
@@ -87,18 +89,6 @@ class Page(Generic[T]):
 
     def __iter__(self) -> Iterator[T]:
         return iter(self.items)
-
-
-def _check_positive(name: str, value: int | None, *, allow_none: bool, minimum: int) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidRequestError(
-            f"{name} must be an integer >= {minimum}"
-            + (" or None" if allow_none else "")
-            + f", got {value!r}",
-            field=name,
-        )
 
 
 def _as_offset(value: Any) -> int | None:
@@ -159,7 +149,7 @@ class AsyncPaginator(Generic[T]):
         detail: str = "",
         name: str = "",
     ) -> None:
-        _check_positive("max_pages", max_pages, allow_none=True, minimum=1)
+        check_number("max_pages", max_pages, low=1, integer=True, optional=True)
         self._kind = kind
         self._name = name or f"{kind} list"
         self._detail = detail
@@ -225,8 +215,8 @@ class AsyncPaginator(Generic[T]):
         server announces more data but its ``nextOffset`` does not move forward. Pages before
         the bad one are delivered; the bad one is not.
         """
-        _check_positive("limit", limit, allow_none=False, minimum=1)
-        _check_positive("start", start, allow_none=False, minimum=0)
+        check_number("limit", limit, low=1, integer=True)
+        check_number("start", start, low=0, integer=True)
 
         async def source(p: AsyncPaginator[U]) -> AsyncGenerator[Page[U], None]:
             guard = _Guard(p._name, _CURSOR_MEMORY)
@@ -390,7 +380,7 @@ class AsyncPaginator(Generic[T]):
         Raises:
             InvalidRequestError: ``limit`` is negative.
         """
-        _check_positive("limit", limit, allow_none=True, minimum=0)
+        check_number("limit", limit, low=0, integer=True, optional=True)
         out: list[T] = []
         if limit == 0:
             return out

@@ -23,13 +23,13 @@ A bad argument raises :class:`~alloy_async.errors.InvalidRequestError` (an ``All
 from __future__ import annotations
 
 import itertools
-import math
-import numbers
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
 import backoff
+
+from ._checks import check_number
 
 # ``parse_retry_after`` is part of the sans-I/O wire layer; this name stays for importers.
 from ._wire import parse_retry_after
@@ -53,40 +53,23 @@ _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 5
 _UNSAFE_RETRY_STATUSES = frozenset({429, 503})
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+def _number(
+    **rules: Any,
+) -> Callable[[object, attrs.Attribute[Any], Any], None]:
+    """An attrs validator from the SDK's one number check (``_checks.check_number``)."""
 
-
-def _non_negative(*, finite: bool) -> Callable[[object, attrs.Attribute[Any], Any], None]:
     def check(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if (
-            not _is_number(value)
-            or math.isnan(value)
-            or value < 0
-            or (finite and math.isinf(value))
-        ):
-            kind = "a finite number" if finite else "a number"
-            raise InvalidRequestError(
-                f"{attribute.name} must be {kind} >= 0, got {value!r}", field=attribute.name
-            )
+        check_number(attribute.name, value, **rules)
 
     return check
 
 
-def _retry_count(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidRequestError(
-            f"{attribute.name} must be an integer >= 0, got {value!r}", field=attribute.name
-        )
+_non_negative_count = _number(low=0, integer=True)
+_deadline = _number(low=0, strict=True, optional=True)
 
 
-def _deadline(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and (not _is_number(value) or not math.isfinite(value) or value <= 0):
-        raise InvalidRequestError(
-            f"{attribute.name} must be a finite number of seconds > 0, or None for no "
-            f"deadline, got {value!r}",
-            field=attribute.name,
-        )
+def _non_negative(*, finite: bool) -> Callable[[object, attrs.Attribute[Any], Any], None]:
+    return _number(low=0, finite=finite)
 
 
 def _flag(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -140,7 +123,7 @@ class RetryPolicy:
             actions the caller knows are safe to repeat.
     """
 
-    max_retries: int = attrs.field(default=3, validator=_retry_count)
+    max_retries: int = attrs.field(default=3, validator=_non_negative_count)
     backoff_base: float = attrs.field(default=0.5, validator=_non_negative(finite=True))
     backoff_max: float = attrs.field(default=8.0, validator=_non_negative(finite=False))
     max_retry_after: float = attrs.field(default=60.0, validator=_non_negative(finite=False))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from .._checks import check_number
 from ..errors import InvalidRequestError
-from ..limiters._checks import check_number
 from ..models.bulk import BulkReport, ExecuteJob
 from .coordinator import CoolDown, Coordinator, InProcessCoordinator, RateBudget
 from .journal import Journal

@@ -30,10 +30,10 @@ import os
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Any
 
+from .._checks import check_number
 from .._core import CallStats
 from ..errors import InvalidRequestError, JournalError, OutcomeUnknownError, RateLimitError
 from ..limiters import GLOBAL_KEY
-from ..limiters._checks import check_number
 from ..models.bulk import BulkReport, ExecuteJob, JobOutcome
 from .admission import Admission
 from .coordinator import CoolDown, Coordinator, KeyedSlots, RateBudget

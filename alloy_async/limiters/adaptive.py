@@ -15,8 +15,8 @@ from contextlib import asynccontextmanager, suppress
 
 import attrs
 
+from .._checks import check_clock, check_number
 from ..errors import InvalidRequestError
-from ._checks import check_clock, check_number
 
 __all__ = ["AdaptiveLimiter", "AdaptiveStatistics", "ScopeStatistics"]
 

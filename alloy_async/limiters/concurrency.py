@@ -14,7 +14,7 @@ from typing import Final
 
 import attrs
 
-from ._checks import check_number
+from .._checks import check_number
 
 __all__ = ["GLOBAL_KEY", "ConcurrencyLimiter", "ConcurrencyStatistics", "Key"]
 

@@ -15,7 +15,7 @@ from typing import Final
 
 import attrs
 
-from ._checks import check_clock, check_number
+from .._checks import check_clock, check_number
 
 __all__ = ["RateLimiter", "RateStatistics"]
 

@@ -1,4 +1,4 @@
-"""The limiters' argument checks: one number validator, one clock check.
+"""Argument checks shared by the whole SDK: one number validator, one clock check.
 
 A bad argument raises :class:`~alloy_async.errors.InvalidRequestError` (an ``AlloyError`` and a
 ``ValueError``) whose ``field`` names it.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from ..errors import InvalidRequestError
+from .errors import InvalidRequestError
 
 __all__ = ["check_clock", "check_number"]
 
