@@ -133,3 +133,12 @@ def test_design_contract_names() -> None:
     for cls, names in fields.items():
         have = [f.name for f in attrs.fields(cls)]
         assert set(names) <= set(have), cls
+
+
+def test_transport_authors_find_everything_in_one_place() -> None:
+    """Issue 11 item 8: what a transport author needs is importable from transports."""
+    from alloy_async import transports
+
+    for name in ("Transport", "Request", "Response", "FakeTransport", "AiohttpTransport"):
+        assert getattr(transports, name) is not None, name
+    assert transports.Request is alloy_async.Request
