@@ -10,31 +10,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import json
 import os
 import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from . import bench_http, bench_inproc, bench_rate
-from ._common import sandbox_process
+from ._common import run_json, sandbox_process
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 def _bulk_subprocess(n: int) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_bulk", str(n), "--sdk", "--json"],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).parent.parent,
-    )
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    return run_json("benchmarks.bench_bulk", str(n), "--sdk", "--json")
 
 
 def main() -> None:

@@ -20,8 +20,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -36,7 +34,7 @@ from alloy_async.journal import SqliteJournal
 from alloy_async.models import ExecuteJob
 from alloy_async.transports.fake import FakeTransport
 
-from ._common import peak_rss_mib
+from ._common import peak_rss_mib, run_json
 
 CANNED = Response(
     200,
@@ -153,15 +151,7 @@ async def _million(n: int) -> dict[str, Any]:
 
 def million(n: int) -> dict[str, Any]:
     """Run the million-key resume in a fresh subprocess and return its figures."""
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_journal", "--million-only", str(n)],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).parent.parent,
-    )
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    return run_json("benchmarks.bench_journal", "--million-only", str(n))
 
 
 def main() -> None:
