@@ -169,7 +169,7 @@ class Requester:
     user_id: str | None
     timeout: float | None
     retry: RetryPolicy
-    default_headers: Mapping[str, str]
+    default_headers: Mapping[str, str] = attrs.field(repr=False)  # may hold credentials
     throttle_listener: ThrottleListener | None = None
     base_headers: Headers = attrs.field(init=False, repr=False)
 

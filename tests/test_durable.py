@@ -8,6 +8,7 @@ client's report. The signal tests (SIGKILL, SIGTERM, Ctrl-C) on real processes a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -355,3 +356,83 @@ async def test_a_failing_journal_stops_the_run_and_nothing_is_sent_without_an_in
     failed = [o for o in outcomes if isinstance(o.error, JournalError)]
     assert failed and all(not o.ok for o in failed)
     assert run.report.stopped_early and "journal" in (run.report.stop_reason or "")
+
+
+# -- review findings: the journal and shutdown under stress ----------------------------------
+
+
+async def test_a_key_sqlite_cannot_store_fails_its_job_and_the_run_still_ends(
+    tmp_path: Path,
+) -> None:
+    """A lone surrogate in a key made SQLite raise a non-sqlite error in the writer thread,
+    which died: the run hung in `intend()` and the lock was never released. Now such a key is
+    one bad job, naming the field."""
+    fake = FakeAlloy()
+    [(user, cred)] = _setup(fake)
+    path = tmp_path / "odd.db"
+    async with fake.client() as alloy:
+        run = alloy.actions.execute_many(
+            [_job(user, cred, "\ud800"), _job(user, cred, "fine")], checkpoint=path
+        )
+        outcomes = await asyncio.wait_for(_collect(run), timeout=30)
+    bad = [o.error for o in outcomes if isinstance(o.error, InvalidRequestError)]
+    assert len(bad) == 1 and bad[0].field == "key"
+    assert set(_executed(fake)) == {"fine"}  # the odd one was never sent
+    again = SqliteJournal(path)  # the lock went with the run
+    await again.open("next")
+    await again.aclose()
+
+
+async def test_a_cancelled_journal_close_still_releases_the_lock(tmp_path: Path) -> None:
+    journal = SqliteJournal(tmp_path / "j.db")
+    await journal.open("one")
+    journal.record("k", "succeeded")
+    closing = asyncio.create_task(journal.aclose())
+    await asyncio.sleep(0)
+    closing.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await closing
+    other = SqliteJournal(tmp_path / "j.db")
+    await asyncio.wait_for(other.open("two"), timeout=10)  # not JournalLockedError
+    assert other.lookup("k") == ("succeeded", "one")
+    await other.aclose()
+
+
+async def test_outcomes_finished_behind_a_slow_consumer_are_journaled_at_close(
+    tmp_path: Path,
+) -> None:
+    fake = FakeAlloy(latency=0.001)
+    [(user, cred)] = _setup(fake)
+    path = tmp_path / "slow.db"
+    async with fake.client() as alloy:
+        run = alloy.actions.execute_many(
+            [_job(user, cred, f"k{i}") for i in range(20)], concurrency=2, checkpoint=path
+        )
+        async with run:
+            async for _ in run:
+                await asyncio.sleep(0.05)  # the workers fill the outcome channel meanwhile
+                break
+    states = dict(read_journal(path))
+    assert "intent" not in states.values(), states  # every finished job has its outcome
+    assert set(states) == set(_executed(fake))
+
+
+async def test_an_outcome_the_consumer_failed_on_is_not_journaled_as_done(
+    tmp_path: Path,
+) -> None:
+    fake = FakeAlloy()
+    [(user, cred)] = _setup(fake)
+    path = tmp_path / "raised.db"
+    async with fake.client() as alloy:
+        run = alloy.actions.execute_many([_job(user, cred, "only")], checkpoint=path)
+
+        async def consume() -> None:
+            async with run:
+                async for _ in run:
+                    raise OSError("disk full")  # e.g. writing the outcome line failed
+
+        with pytest.raises(OSError, match="disk full"):
+            await consume()
+    # never "succeeded": the consumer's record of it may not exist; a rerun reports it
+    # outcome-unknown (and never sends it again)
+    assert dict(read_journal(path)) == {"only": "intent"}

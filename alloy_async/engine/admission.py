@@ -18,7 +18,7 @@ from .journal import Journal, State
 from .outcomes import Tally
 from .scheduler import Slot
 
-__all__ = ["Admission"]
+__all__ = ["Admission", "locate"]
 
 
 class Admission:
@@ -90,7 +90,17 @@ class Admission:
         """``(job, journal key, preset error)``: one bad job is one failed outcome."""
         try:
             job = raw if isinstance(raw, ExecuteJob) else ExecuteJob.from_mapping(raw)
-            return job, (job.effective_key if self.journal is not None else None), None
+            if self.journal is None:
+                return job, None, None
+            job_key = job.effective_key
+            try:
+                job_key.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: no journal can store it
+                bad = InvalidRequestError(
+                    f"job at index {index}: key {job_key!r} is not valid UTF-8", field="key"
+                )
+                return job, None, bad
+            return job, job_key, None
         except (InvalidRequestError, TypeError, ValueError) as exc:
             field = exc.field if isinstance(exc, InvalidRequestError) else "request_body"
             if not isinstance(exc, InvalidRequestError):
@@ -112,3 +122,12 @@ class Admission:
         if run == self._run_id:
             return "duplicate"
         return "intent" if state == "intent" else "done"
+
+
+def locate(error: InvalidRequestError, index: int) -> InvalidRequestError:
+    """``error`` (refused before sending) with the job's position in its message."""
+    if str(error).startswith("job at index "):
+        return error
+    located = InvalidRequestError(f"job at index {index}: {error}", field=error.field)
+    located.__cause__ = error
+    return located

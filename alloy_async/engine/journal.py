@@ -90,6 +90,12 @@ class Journal(Protocol):
 _STOP = object()
 
 
+class _Gone:
+    """A queued delete in the overlay; one object per delete, so a commit clears only its own."""
+
+    __slots__ = ()
+
+
 def _holder(fd: int) -> str:
     """Who holds the lock, as it wrote in the lock file.
 
@@ -158,7 +164,7 @@ class SqliteJournal:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         # Writes queued but not yet committed, so look-ups see them at once; an entry leaves
         # when the batch that carries it has committed (None marks a queued delete).
-        self._overlay: dict[str, tuple[State, str] | None] = {}
+        self._overlay: dict[str, tuple[State, str] | _Gone] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._failure: BaseException | None = None
         self._closed = False
@@ -283,7 +289,8 @@ class SqliteJournal:
     def lookup(self, key: str) -> tuple[State, str] | None:
         """``(state, run_id)`` of ``key`` or None; see :class:`Journal`."""
         if key in self._overlay:
-            return self._overlay[key]
+            found = self._overlay[key]
+            return None if isinstance(found, _Gone) else found
         reader = self._reader
         if reader is None:
             raise JournalError("the journal is not open")
@@ -308,12 +315,12 @@ class SqliteJournal:
 
     # -- writing -------------------------------------------------------------------------
 
-    def _put(self, key: str | None, value: tuple[State, str] | None, waiter: Any) -> None:
+    def _put(self, key: str | None, value: tuple[State, str] | _Gone | None, waiter: Any) -> None:
         if self._failure is not None:
             raise JournalError(f"the journal {self.path} failed: {self._failure}")
         if self._thread is None or self._closed:
             raise JournalError(f"the journal {self.path} is not open")
-        if key is not None:
+        if key is not None and value is not None:
             self._overlay[key] = value
         self._queue.put((key, value, waiter))
 
@@ -338,7 +345,7 @@ class SqliteJournal:
 
     def forget(self, key: str) -> None:
         """Remove ``key`` (never sent); see :class:`Journal`."""
-        self._put(key, None, None)
+        self._put(key, _Gone(), None)
 
     async def flush(self) -> None:
         """Wait until every earlier write has committed."""
@@ -354,17 +361,20 @@ class SqliteJournal:
         if self._closed:
             return
         thread = self._thread
-        if thread is not None:
-            assert self._loop is not None
-            waiter = self._loop.create_future()
-            self._queue.put((None, _STOP, waiter))
-            # Shielded: a cancelled caller must not leave the writer running with the lock.
-            with contextlib.suppress(JournalError):
-                await asyncio.shield(waiter)
-        self._closed = True
-        if thread is not None:
-            thread.join()  # it has returned or is returning: the STOP batch is committed
-        self._release()
+        try:
+            if thread is not None:
+                assert self._loop is not None
+                waiter = self._loop.create_future()
+                self._queue.put((None, _STOP, waiter))
+                with contextlib.suppress(JournalError):
+                    await asyncio.shield(waiter)
+        finally:
+            # Even when the caller is cancelled while waiting: the writer ends after the STOP
+            # batch (a few ms), and the lock must never outlive the run.
+            self._closed = True
+            if thread is not None:
+                thread.join()
+            self._release()
 
     def _release(self) -> None:
         for db in (self._reader, self._writer):
@@ -396,7 +406,7 @@ class SqliteJournal:
                     stop = True
                 elif key is None:
                     continue
-                elif value is None:
+                elif isinstance(value, _Gone):
                     upserts.pop(key, None)
                     deletes.add(key)
                 else:
@@ -411,8 +421,8 @@ class SqliteJournal:
                         "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?)", upserts.values()
                     )
                     db.execute("COMMIT")
-                except sqlite3.Error as exc:  # disk full, I/O error: every waiter learns of it
-                    failed = exc
+                except Exception as exc:  # disk full, I/O error, a key SQLite cannot store:
+                    failed = exc  # every waiter learns of it, the thread lives on to STOP
                     with contextlib.suppress(sqlite3.Error):
                         db.execute("ROLLBACK")
             try:

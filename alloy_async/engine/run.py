@@ -35,7 +35,7 @@ from .._core import CallStats
 from ..errors import InvalidRequestError, JournalError, OutcomeUnknownError, RateLimitError
 from ..limiters import GLOBAL_KEY
 from ..models.bulk import BulkReport, ExecuteJob, JobOutcome
-from .admission import Admission
+from .admission import Admission, locate
 from .coordinator import CoolDown, Coordinator, KeyedSlots, RateBudget
 from .journal import Journal
 from .outcomes import OutcomeChannel, Tally, journal_state
@@ -115,8 +115,6 @@ class BulkRun:
             wall = end - flow.t0
         return self._tally.report(waiting=flow.buffered if flow.stopping else 0, wall_time=wall)
 
-    # -- stopping ----------------------------------------------------------------------------
-
     def stop(self, reason: str = "stopped", *, grace: float | None = None) -> None:
         """Stop dispatch now; let in-flight calls finish, for at most ``grace`` seconds.
 
@@ -189,40 +187,48 @@ class BulkRun:
         In-flight calls end as outcome-unknown in the journal (never re-sent); outcomes the
         consumer did not take are journaled as they ended.
         """
+        await self._close(taken=True)
+
+    async def _close(self, *, taken: bool) -> None:
+        """``taken``: the consumer is done with the last outcome it got; not so when it left
+        with an exception (that job keeps its intent: a rerun reports it, never sends it)."""
         flow = self._flow
         if flow.closed:
             return
         flow.closed = True
         if flow.started and flow.t_end is None:
             self._stop("closed before the input was exhausted")
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        out = self._out
-        if out is not None:
-            # The consumer is gone: what it did not take is journaled as it ended (a failed
-            # journal keeps their intents: a rerun reports them outcome-unknown, never sends).
-            with contextlib.suppress(JournalError):
-                out.ack()
-                for entry in out.pending():
-                    self._admission.taken(entry[2], entry[3])
-            out.close()  # a consumer waiting in `async for` (another task) must learn of it
-        for timer in (*self._timers.values(), self._deadline_timer, self._grace_timer):
-            if timer is not None:
-                timer.cancel()
-        self._timers.clear()
-        if self._admission.journal is not None:
-            await self._admission.journal.aclose()
-        if flow.t_end is None and flow.t0 is not None:
-            flow.t_end = asyncio.get_running_loop().time()
+        try:
+            for task in self._tasks:
+                task.cancel()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:  # even when cancelled again while waiting: never leave the journal open
+            out = self._out
+            if out is not None:
+                # What the consumer did not take is journaled as it ended (a failed journal
+                # keeps the intents: a rerun reports them outcome-unknown, never sends them).
+                with contextlib.suppress(JournalError):
+                    if taken:
+                        out.ack()
+                    for entry in out.pending():
+                        self._admission.taken(entry[2], entry[3])
+                out.close()  # a consumer waiting in `async for` (another task) must learn of it
+            for timer in (*self._timers.values(), self._deadline_timer, self._grace_timer):
+                if timer is not None:
+                    timer.cancel()
+            self._timers.clear()
+            if self._admission.journal is not None:
+                await self._admission.journal.aclose()
+            if flow.t_end is None and flow.t0 is not None:
+                flow.t_end = asyncio.get_running_loop().time()
 
     async def __aenter__(self) -> BulkRun:
         await self._start()
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        await self._close(taken=exc_type is None)
 
     async def __aiter__(self) -> AsyncIterator[JobOutcome]:
         """Yield outcomes as jobs finish (or in input order with ``ordered=True``)."""
@@ -243,8 +249,6 @@ class BulkRun:
             await self.aclose()
         if self._flow.source_error is not None:
             raise self._flow.source_error
-
-    # -- reading -----------------------------------------------------------------------------
 
     def _full(self) -> bool:
         flow = self._flow
@@ -296,8 +300,6 @@ class BulkRun:
             await asyncio.sleep(0)
         return False
 
-    # -- starting and ending a call ----------------------------------------------------------
-
     def _try_start(self, slot: Slot) -> Any:
         """Take every slot ``slot`` needs: None, USER_FULL, or the key to park it on."""
         cooldown = self._c.cooldown
@@ -339,8 +341,6 @@ class BulkRun:
                 sched.unpark(key)
         sched.unpark(GLOBAL_KEY)
         self._wake.set()
-
-    # -- workers -----------------------------------------------------------------------------
 
     async def _work(self) -> None:
         flow = self._flow
@@ -450,7 +450,7 @@ class BulkRun:
                 return
         self._release(slot, error is None)
         if isinstance(error, InvalidRequestError):  # refused before sending: say which job
-            error = _at_index(error, slot.index)
+            error = locate(error, slot.index)
         await self._emit(slot, result, error, loop.time() - started)
 
     def _given_up(self, slot: Slot, stats: CallStats, elapsed: float) -> None:
@@ -489,12 +489,10 @@ class BulkRun:
         if stop_when is not None and not self._flow.stopping and stop_when(self.report):
             self._stop(f"stop_when returned True after {self._tally.finished} outcomes")
         assert self._out is not None
-        await self._out.put((slot.index, outcome, key, journal_state(error)))
-
-
-def _at_index(error: InvalidRequestError, index: int) -> InvalidRequestError:
-    if str(error).startswith("job at index "):
-        return error
-    located = InvalidRequestError(f"job at index {index}: {error}", field=error.field)
-    located.__cause__ = error
-    return located
+        entry = (slot.index, outcome, key, journal_state(error))
+        try:
+            await self._out.put(entry)
+        except asyncio.CancelledError:  # closed while the consumer was behind: journal it
+            with contextlib.suppress(JournalError):
+                self._admission.taken(key, entry[3])
+            raise
