@@ -15,9 +15,7 @@ from typing import Any
 from urllib.request import urlopen
 
 import pytest
-
-from alloy_async.testing import FakeAlloy
-from alloy_async.testing.seed import seed_demo
+from test_cli_bulk import Sandbox, running_sandbox
 
 CLI = [sys.executable, "-m", "alloy_async.cli"]
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("ALLOY_")}
@@ -36,32 +34,10 @@ def run(*args: str, timeout: float = 120, **kwargs: Any) -> subprocess.Completed
 
 
 @pytest.fixture
-def sandbox() -> Iterator[tuple[str, list[tuple[str, str]]]]:
+def sandbox() -> Iterator[Sandbox]:
     """A sandbox subprocess with 3 seeded users (20 ms latency); yields (url, [(user, cred)])."""
-    proc = subprocess.Popen(
-        [*CLI, "sandbox", "--users", "3", "--latency", "20ms"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENV,
-    )
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert first.startswith("sandbox listening on http://127.0.0.1:"), first
-        url = first.rsplit(" ", 1)[1].strip()
-        seeded = seed_demo(FakeAlloy(seed=0), users=3)  # same seed: the same ids
-        yield url, seeded
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            assert proc.stdout is not None and proc.stderr is not None
-            proc.stdout.close()
-            proc.stderr.close()
+    with running_sandbox() as box:
+        yield box
 
 
 def executions(url: str) -> list[dict[str, Any]]:
@@ -94,9 +70,7 @@ def test_demo_runs_and_repeats_no_side_effect() -> None:
     assert summary["executed_on_server"] >= summary["succeeded"]
 
 
-def test_bulk_reports_bad_lines_and_keeps_going(
-    sandbox: tuple[str, list[tuple[str, str]]], tmp_path: Path
-) -> None:
+def test_bulk_reports_bad_lines_and_keeps_going(sandbox: Sandbox, tmp_path: Path) -> None:
     """Bad lines are named by number; every good line runs once and gets an outcome."""
     url, seeded = sandbox
     lines = [job_line(*seeded[n % 3], n) for n in range(30)]
@@ -129,7 +103,7 @@ def test_bulk_reports_bad_lines_and_keeps_going(
 
 
 def test_bulk_resumes_after_interruption_without_repeating(
-    sandbox: tuple[str, list[tuple[str, str]]], tmp_path: Path
+    sandbox: Sandbox, tmp_path: Path
 ) -> None:
     """Interrupt a run, rerun with the checkpoint: nothing executes twice, all jobs finish."""
     url, seeded = sandbox

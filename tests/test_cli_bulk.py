@@ -42,12 +42,16 @@ class Sandbox(NamedTuple):
 
 
 @contextlib.contextmanager
-def running_sandbox(latency: str = "20ms") -> Iterator[Sandbox]:
-    """``alloy-async sandbox --users 3`` in a subprocess; stopped with SIGINT afterwards."""
+def running_sandbox(latency: str = "20ms", users: int = 3) -> Iterator[Sandbox]:
+    """``alloy-async sandbox --users N`` in a subprocess; stopped with SIGINT afterwards.
+
+    The one sandbox-process helper of the CLI tests (test_cli, test_kill and test_cli_signals
+    use it too). Its stderr goes nowhere: a long run must not fill a pipe nobody reads.
+    """
     proc = subprocess.Popen(
-        [*CLI, "sandbox", "--users", "3", "--latency", latency],
+        [*CLI, "sandbox", "--users", str(users), "--latency", latency],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         text=True,
         env=ENV,
     )
@@ -56,7 +60,7 @@ def running_sandbox(latency: str = "20ms") -> Iterator[Sandbox]:
         first = proc.stdout.readline()  # the first line says where it listens
         assert first.startswith("sandbox listening on http://127.0.0.1:"), first
         url = first.rsplit(" ", 1)[1].strip()
-        yield Sandbox(url, seed_demo(FakeAlloy(seed=0), users=3))  # same seed: same ids
+        yield Sandbox(url, seed_demo(FakeAlloy(seed=0), users=users))  # same seed: same ids
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -65,9 +69,8 @@ def running_sandbox(latency: str = "20ms") -> Iterator[Sandbox]:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=10)
-            assert proc.stdout is not None and proc.stderr is not None
+            assert proc.stdout is not None
             proc.stdout.close()
-            proc.stderr.close()
 
 
 @pytest.fixture

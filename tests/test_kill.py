@@ -24,9 +24,7 @@ from typing import Any
 from urllib.request import urlopen
 
 import pytest
-
-from alloy_async.testing import FakeAlloy
-from alloy_async.testing.seed import seed_demo
+from test_cli_bulk import Sandbox, running_sandbox
 
 CLI = [sys.executable, "-m", "alloy_async.cli"]
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("ALLOY_")}
@@ -34,29 +32,9 @@ N_JOBS = 3000
 
 
 @pytest.fixture
-def sandbox() -> Iterator[tuple[str, list[tuple[str, str]]]]:
-    proc = subprocess.Popen(
-        [*CLI, "sandbox", "--users", "8", "--latency", "20ms"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=ENV,
-    )
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert first.startswith("sandbox listening on http://127.0.0.1:"), first
-        yield first.rsplit(" ", 1)[1].strip(), seed_demo(FakeAlloy(seed=0), users=8)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            assert proc.stdout is not None
-            proc.stdout.close()
+def sandbox() -> Iterator[Sandbox]:
+    with running_sandbox(users=8) as box:
+        yield box
 
 
 def _executions(url: str) -> Counter[str]:
@@ -114,7 +92,7 @@ def _kill_when(proc: subprocess.Popen[bytes], out: Path, lines: int) -> None:
 
 @pytest.mark.parametrize("kill_points", [(0.2,), (0.35, 0.7)])
 def test_sigkill_then_resume_executes_nothing_twice_and_loses_no_outcome(
-    sandbox: tuple[str, list[tuple[str, str]]],
+    sandbox: Sandbox,
     tmp_path: Path,
     kill_points: tuple[float, ...],
     capsys: pytest.CaptureFixture[str],
