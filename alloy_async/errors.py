@@ -5,7 +5,8 @@
     AlloyError
     ├── ConfigurationError        missing key, bad base URL
     ├── JournalError              a checkpoint journal cannot be opened or written
-    │   └── JournalLockedError    another run holds the checkpoint (.holder)
+    │   ├── JournalLockedError    another run holds the checkpoint (.holder)
+    │   └── CoordinatorError      the shared state (Redis) cannot be reached or refused a write
     ├── InvalidRequestError       caught before sending: empty id, CR/LF in a header, bad parameters
     ├── APIConnectionError        no answer
     │   ├── APITimeoutError
@@ -36,6 +37,7 @@ __all__ = [
     "BadRequestError",
     "ConfigurationError",
     "ConflictError",
+    "CoordinatorError",
     "InvalidRequestError",
     "InvalidResponseError",
     "JournalError",
@@ -80,6 +82,16 @@ class JournalLockedError(JournalError):
         super().__init__(message)
         self.path = path
         self.holder = holder
+
+
+class CoordinatorError(JournalError):
+    """A distributed coordinator (``alloy_async.distributed.RedisCoordinator``) could not reach
+    or write its shared state.
+
+    A subclass of :class:`JournalError` because the promise is the same: ``execute_many``
+    sends nothing it could not coordinate; the run stops and every job not yet sent stays
+    unsent (a rerun runs it).
+    """
 
 
 class InvalidRequestError(AlloyError, ValueError):

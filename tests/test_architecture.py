@@ -128,11 +128,12 @@ _FORBIDDEN = {
     "alloy_async.limiters": ("alloy_async._core", "alloy_async.services", "alloy_async.engine",
                              "alloy_async.client", "alloy_async.cli"),
     "alloy_async.engine": ("alloy_async.services", "alloy_async.client", "alloy_async.cli",
-                           "alloy_async.transports.aiohttp"),
+                           "alloy_async.transports.aiohttp", "alloy_async.distributed"),
+    "alloy_async.distributed": ("alloy_async.cli", "alloy_async.transports.aiohttp"),
     "alloy_async.transports": ("alloy_async._core", "alloy_async.services",
                                "alloy_async.engine", "alloy_async.client"),
     "alloy_async.services": ("alloy_async.client", "alloy_async.cli",
-                             "alloy_async.transports"),
+                             "alloy_async.transports", "alloy_async.distributed"),
     "alloy_async._core": ("alloy_async.services", "alloy_async.engine", "alloy_async.client",
                           "alloy_async.cli"),
 }  # fmt: skip
@@ -146,7 +147,8 @@ def test_layers_import_only_downwards() -> None:
                 offenders += [
                     (module, d)
                     for d in deps
-                    if d.startswith(forbidden) and d != "alloy_async.errors"
+                    if any(d == f or d.startswith(f.rstrip(".") + ".") for f in forbidden)
+                    and d != "alloy_async.errors"
                 ]
     assert offenders == []
 
@@ -154,3 +156,14 @@ def test_layers_import_only_downwards() -> None:
 def test_no_module_over_500_lines() -> None:
     sizes = {str(p.relative_to(PKG)): len(p.read_text().splitlines()) for p in modules()}
     assert {p: n for p, n in sizes.items() if n > 500} == {}
+
+
+def test_only_distributed_imports_redis_and_taskiq() -> None:
+    """DESIGN.md section 1: redis and taskiq are optional extras, imported by one package."""
+    heavy = ("redis", "taskiq", "taskiq_redis")
+    users = sorted(
+        str(p.relative_to(PKG))
+        for p in modules()
+        if any(i.split(".")[0] in heavy for i in imports(p))
+    )
+    assert users and all(u.startswith("distributed/") for u in users), users

@@ -7,7 +7,6 @@ always exists before the engine journals it (see :func:`write_outcomes`).
 from __future__ import annotations
 
 import contextlib
-import json
 from typing import Any, TextIO
 
 import click
@@ -16,8 +15,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..engine import BulkRun
 from ..engine.journal import SqliteJournal, State
-from ..errors import APIStatusError, JournalError
-from ..models import ExecuteJob, JobOutcome
+from ..engine.rows import dumps_line, outcome_json
+from ..errors import JournalError
+from ..models import ExecuteJob
 from ._bulk_options import BulkOptions, BulkUsageError
 from ._common import err_console, say
 
@@ -126,37 +126,3 @@ def _settled_state(row: dict[str, Any]) -> State | None:
     if error.get("type") in _NOT_HANDLED or error.get("status") == 503:
         return None
     return "failed"
-
-
-def dumps_line(row: Any) -> str:
-    """One JSON line; orjson, or ``json`` for what orjson refuses (integers past 64 bits in
-    an answer, which the SDK decodes exactly)."""
-    try:
-        return orjson.dumps(row, default=str).decode()
-    except TypeError:
-        return json.dumps(row, default=str, ensure_ascii=False, separators=(",", ":"))
-
-
-def outcome_json(outcome: JobOutcome, line: int | None) -> dict[str, Any]:
-    """One JSON object per outcome: the job key, ok, the result or a typed error."""
-    job = outcome.job
-    row: dict[str, Any] = {
-        "line": line,
-        "key": job.key or job.effective_key,
-        "userId": job.user_id,
-        "connectorId": job.connector_id,
-        "actionId": job.action_id,
-        "ok": outcome.ok,
-        "attempts": outcome.attempts,
-        "elapsed": round(outcome.elapsed, 6),
-    }
-    if outcome.ok:
-        result = outcome.result
-        row["data"] = getattr(result, "data", result)
-        row["requestId"] = getattr(result, "request_id", None)
-    else:
-        err = outcome.error
-        row["error"] = {"type": type(err).__name__, "message": str(err)}
-        if isinstance(err, APIStatusError):
-            row["error"].update(status=err.status, code=err.code, requestId=err.request_id)
-    return row

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from .._checks import check_number
 from ..errors import InvalidRequestError
 from ..models.bulk import BulkReport, ExecuteJob
-from .coordinator import CoolDown, Coordinator, InProcessCoordinator, RateBudget
+from .coordinator import Configurable, CoolDown, Coordinator, InProcessCoordinator, RateBudget
 from .journal import Journal
 from .run import BulkRun
 from .state import ExecuteOne, Jobs, Settings
@@ -75,7 +75,10 @@ def execute_many(
             its key: ``"duplicate"`` (earlier in this run) or ``"done"`` (an earlier run).
         coordinator: the limits and journal as one bundle (see ``coordinator.py``); when given,
             ``per_user``, ``per_connector``, ``rate``, ``checkpoint`` and a custom ``adaptive``
-            belong to it and must not be passed here too.
+            belong to it and must not be passed here too, except to a coordinator that takes
+            its limits from these arguments (``alloy_async.distributed.RedisCoordinator``:
+            ``per_user``, ``per_connector`` and a numeric ``rate`` are then shared by every
+            process on its namespace).
     """
     check_caps(concurrency, per_user, per_connector)
     check_number("deadline", deadline, low=0, strict=True, optional=True)
@@ -84,6 +87,24 @@ def execute_many(
             concurrency=concurrency, per_user=per_user, per_connector=per_connector, rate=rate,
             adaptive=adaptive, checkpoint=checkpoint,
         )  # fmt: skip
+    elif isinstance(coordinator, Configurable):
+        if checkpoint is not None:
+            raise InvalidRequestError(
+                "checkpoint belongs to the coordinator (its journal) when one is given",
+                field="checkpoint",
+            )
+        if rate is not None and not isinstance(rate, (int, float)):
+            raise InvalidRequestError(
+                "rate must be a number with this coordinator (it holds the shared budget)",
+                field="rate",
+            )
+        check_number("rate", rate, low=0.0, strict=True, optional=True)
+        coordinator = coordinator.configure(
+            concurrency=concurrency,
+            per_user=per_user,
+            per_connector=per_connector,
+            rate=None if rate is None else float(rate),
+        )
     else:
         given: dict[str, object] = {
             "per_user": per_user,

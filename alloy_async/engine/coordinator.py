@@ -15,14 +15,29 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import attrs
 
 from ..limiters import AdaptiveLimiter, ConcurrencyLimiter, Key, RateLimiter
 from .journal import Journal, SqliteJournal
 
-__all__ = ["CoolDown", "Coordinator", "InProcessCoordinator", "KeyedSlots", "RateBudget"]
+__all__ = [
+    "Configurable",
+    "CoolDown",
+    "Coordinator",
+    "InProcessCoordinator",
+    "KeyedSlots",
+    "LeasedSlots",
+    "RateBudget",
+    "SharedJournal",
+    "Verdict",
+]
+
+#: What a shared journal says of a key another run has touched: ``"done"`` (an outcome is
+#: recorded: skip it), ``"claimed"`` (a live run holds its intent: skip it, that run reports
+#: it), ``"intent"`` (the run that wrote the intent is gone: outcome unknown, never sent).
+Verdict = Literal["done", "claimed", "intent"]
 
 
 @runtime_checkable
@@ -60,6 +75,31 @@ class KeyedSlots(Protocol):
 
 
 @runtime_checkable
+class LeasedSlots(Protocol):
+    """Caps shared with other processes (a distributed coordinator's :class:`KeyedSlots`).
+
+    The engine first takes the local slot (:meth:`KeyedSlots.try_acquire`, which keeps this
+    process's own count), then, before the rate permit, leases every key where the caps are
+    shared. A lease expires unless its holder keeps renewing it, so the slots of a process
+    that died come back on their own.
+    """
+
+    #: Seconds before a key :meth:`lease` refused is tried again (another process must
+    #: release it; no local release will say so).
+    retry_after: float
+
+    async def lease(self, keys: tuple[Key, ...]) -> Key | None:
+        """Lease one slot of every key at once, or none: the first saturated key, else None.
+
+        Atomic across processes. Raises :class:`~alloy_async.errors.CoordinatorError` when
+        the shared state cannot be reached (the engine then sends nothing).
+        """
+
+    def unlease(self, keys: tuple[Key, ...]) -> None:
+        """Give back the leases of one earlier successful :meth:`lease` (may be queued)."""
+
+
+@runtime_checkable
 class CoolDown(Protocol):
     """The adaptive limit per scope (a connector): 429s cool the scope and shrink its room."""
 
@@ -82,13 +122,62 @@ class CoolDown(Protocol):
 
 
 @runtime_checkable
+class SharedJournal(Protocol):
+    """A journal that many runs write at once (a distributed coordinator's).
+
+    No lock keeps other runs off it; instead :meth:`claim` takes a key atomically, so two
+    runs that read the same key never both send it. The engine calls :meth:`peek` before a
+    job takes its slots and rate permit (a resumed run spends nothing on done jobs), and
+    :meth:`claim` instead of :meth:`Journal.intend`.
+    """
+
+    async def peek(self, key: str) -> Verdict | None:
+        """What other runs have recorded of ``key`` (None: nothing, run it). May be stale."""
+
+    async def claim(self, key: str) -> Verdict | None:
+        """Write the intent of ``key`` for this run, atomically, if no run has recorded it;
+        None once it is durable and ours, else what is recorded (nothing was written)."""
+
+
+@runtime_checkable
+class Configurable(Protocol):
+    """A coordinator that takes its limits from ``execute_many``'s own arguments.
+
+    ``execute_many(jobs, rate=120, per_user=2, coordinator=c)`` calls
+    ``c.configure(concurrency=..., per_user=..., per_connector=..., rate=...)`` and runs
+    with what it returns (a coordinator without this method refuses those arguments).
+    """
+
+    def configure(
+        self,
+        *,
+        concurrency: int,
+        per_user: int | None,
+        per_connector: int | None,
+        rate: float | None,
+    ) -> Coordinator:
+        """The coordinator of one run with these limits."""
+
+
+@runtime_checkable
 class Coordinator(Protocol):
     """What ``execute_many(coordinator=...)`` takes: the limits and the journal of a run."""
 
-    slots: KeyedSlots
-    rate: RateBudget | None
-    cooldown: CoolDown | None
-    journal: Journal | None
+    @property
+    def slots(self) -> KeyedSlots:
+        """The concurrency caps."""
+
+    @property
+    def rate(self) -> RateBudget | None:
+        """The rate budget, or None."""
+
+    @property
+    def cooldown(self) -> CoolDown | None:
+        """The adaptive cool-down per scope, or None."""
+
+    @property
+    def journal(self) -> Journal | None:
+        """The write-ahead journal, or None."""
 
 
 @attrs.define

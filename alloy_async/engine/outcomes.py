@@ -126,6 +126,7 @@ class OutcomeChannel:
         self._taken = taken
         self._on_emit = on_emit
         self._reorder: dict[int, Entry] = {}
+        self._skipped: set[int] = set()
         self._late: deque[Entry] = deque()
         self._unacked: Entry | None = None
         self._all_done = False
@@ -147,6 +148,11 @@ class OutcomeChannel:
         self._all_done = True
         if not self._queue.full():  # else the consumer sees _all_done once it has drained it
             self._queue.put_nowait(_DONE)
+
+    def skip(self, index: int) -> None:
+        """Job ``index`` yields no outcome (another run has it): ordered mode moves past it."""
+        if self._ordered:
+            self._skipped.add(index)
 
     def ack(self) -> None:
         """The consumer is done with the last outcome it took: journal it now."""
@@ -171,6 +177,11 @@ class OutcomeChannel:
         self.ack()
         queue = self._queue
         while True:
+            if self._ordered and self.next_emit in self._skipped:
+                self._skipped.discard(self.next_emit)
+                self.next_emit += 1
+                self._on_emit()
+                continue
             if self._ordered and self.next_emit in self._reorder:
                 entry = self._reorder.pop(self.next_emit)
                 self.next_emit += 1

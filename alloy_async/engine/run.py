@@ -32,14 +32,20 @@ from typing import Any
 
 from .._checks import check_number
 from .._core import CallStats
-from ..errors import InvalidRequestError, JournalError, OutcomeUnknownError, RateLimitError
-from ..limiters import GLOBAL_KEY
+from ..errors import (
+    CoordinatorError,
+    InvalidRequestError,
+    JournalError,
+    OutcomeUnknownError,
+    RateLimitError,
+)
 from ..models.bulk import BulkReport, ExecuteJob, JobOutcome
 from .admission import Admission, locate
-from .coordinator import CoolDown, Coordinator, KeyedSlots, RateBudget
+from .coordinator import CoolDown, Coordinator, KeyedSlots, RateBudget, Verdict
+from .dispatch import Dispatch
 from .journal import Journal
 from .outcomes import OutcomeChannel, Tally, journal_state
-from .scheduler import USER_FULL, FairScheduler, Slot
+from .scheduler import Slot
 from .state import ExecuteOne, Flow, Jobs, Settings
 
 __all__ = ["BulkRun"]
@@ -64,7 +70,6 @@ class BulkRun:
         self._run_id = os.urandom(6).hex()
         self._flow = Flow()
         self._tally = Tally()
-        self._sched = FairScheduler()
         self._admission = Admission(
             run_id=self._run_id,
             slots=coordinator.slots,
@@ -75,11 +80,13 @@ class BulkRun:
         )
         self._out: OutcomeChannel | None = None
         self._wake = asyncio.Event()
+        self._d = Dispatch(coordinator, self._wake)
+        self._sched = self._d.sched
         self._room = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._permit_waiters: set[asyncio.Task[Any]] = set()
         self._sending: set[asyncio.Task[Any]] = set()
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._gate = self._d.gate
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._grace_timer: asyncio.TimerHandle | None = None
         self._grace_at: float | None = None
@@ -214,10 +221,10 @@ class BulkRun:
                     for entry in out.pending():
                         self._admission.taken(entry[2], entry[3])
                 out.close()  # a consumer waiting in `async for` (another task) must learn of it
-            for timer in (*self._timers.values(), self._deadline_timer, self._grace_timer):
+            self._d.cancel_timers()
+            for timer in (self._deadline_timer, self._grace_timer):
                 if timer is not None:
                     timer.cancel()
-            self._timers.clear()
             if self._admission.journal is not None:
                 await self._admission.journal.aclose()
             if flow.t_end is None and flow.t0 is not None:
@@ -300,59 +307,17 @@ class BulkRun:
             await asyncio.sleep(0)
         return False
 
-    def _try_start(self, slot: Slot) -> Any:
-        """Take every slot ``slot`` needs: None, USER_FULL, or the key to park it on."""
-        cooldown = self._c.cooldown
-        if cooldown is not None:
-            wait = cooldown.blocked_for(slot.scope)
-            if wait is not None:
-                if wait != float("inf") and slot.scope not in self._timers:
-                    loop = asyncio.get_running_loop()
-                    self._timers[slot.scope] = loop.call_later(wait, self._cooled, slot.scope)
-                return ("scope", slot.scope)
-        blocker = self._c.slots.try_acquire(slot.keys)
-        if blocker is None:
-            if cooldown is not None:
-                cooldown.try_acquire(slot.scope)
-            return None
-        if isinstance(blocker, tuple) and blocker[0] == "user":
-            return USER_FULL
-        return blocker
-
-    def _cooled(self, scope: str) -> None:
-        self._timers.pop(scope, None)
-        # Wake only as many parked jobs as the scope can take: waking them all made every
-        # cool-down cost O(buffered jobs), quadratic under sustained throttling. The rest are
-        # woken one per release in the scope.
-        room = self._c.cooldown.room(scope) if self._c.cooldown is not None else -1
-        self._sched.unpark(("scope", scope), count=max(1, room) if room >= 0 else -1)
-        self._wake.set()
-
-    def _release(self, slot: Slot, success: bool | None) -> None:
-        self._c.slots.release(slot.keys)
-        sched = self._sched
-        if self._c.cooldown is not None:
-            self._c.cooldown.release(slot.scope, success=success)
-            sched.unpark(("scope", slot.scope))
-        for key in slot.keys:
-            if key[0] == "user":
-                sched.unblock_user(key[1])
-            else:
-                sched.unpark(key)
-        sched.unpark(GLOBAL_KEY)
-        self._wake.set()
-
     async def _work(self) -> None:
         flow = self._flow
         try:
             while True:
-                slot = None if flow.stopping else self._sched.pick(self._try_start)
+                slot = None if flow.stopping else self._sched.pick(self._d.try_start)
                 if slot is None:
                     if flow.stopping or (
                         flow.source_done and flow.buffered == 0 and flow.in_flight == 0
                     ):
                         return
-                    if flow.in_flight == 0 and self._sched.waiting and not self._timers:
+                    if flow.in_flight == 0 and self._sched.waiting and not self._d.timers:
                         # Slots held outside this run (a shared coordinator): no release of
                         # ours will come, so poll for room.
                         self._sched.retry_all()
@@ -394,27 +359,35 @@ class BulkRun:
         result: Any = None
         started = 0.0
         try:
-            if self._c.rate is not None:
-                self._permit_waiters.add(task)
-                try:
-                    await self._c.rate.acquire()
-                finally:
-                    self._permit_waiters.discard(task)
-            if self._flow.stopping:  # stopped while this worker got its permit
-                raise asyncio.CancelledError
-            if journal is not None:
-                intended = True
-                try:
-                    await journal.intend(slot.key)  # type: ignore[arg-type]
-                except JournalError as exc:
-                    # Never send what the journal could not record; nothing else can be.
-                    self._release(slot, None)
-                    self._admission.claimed.discard(slot.key)
-                    self._stop(f"the journal failed: {exc}")
-                    await self._emit(slot, None, exc, 0.0, journaled=False)
-                    return
-                if self._flow.stopping:  # stopped while the intent was committing: not sent
-                    raise asyncio.CancelledError
+            try:
+                found = await self._gate.before(slot) if self._gate.active else None
+                if found is None:
+                    if self._c.rate is not None:
+                        self._permit_waiters.add(task)
+                        try:
+                            await self._c.rate.acquire()
+                        finally:
+                            self._permit_waiters.discard(task)
+                    if self._flow.stopping:  # stopped while this worker got its permit
+                        raise asyncio.CancelledError
+                    if journal is not None:
+                        intended = True
+                        found = await self._gate.claim(journal, slot.key)  # type: ignore[arg-type]
+                        intended = found is None
+                        if self._flow.stopping:  # stopped while the intent was committing
+                            raise asyncio.CancelledError
+            except JournalError as exc:
+                # Never send what the journal (or a shared coordinator) could not record.
+                self._d.release(slot, None)
+                self._admission.claimed.discard(slot.key)
+                what = "coordinator" if isinstance(exc, CoordinatorError) else "journal"
+                self._stop(f"the {what} failed: {exc}")
+                await self._emit(slot, None, exc, 0.0, journaled=False)
+                return
+            if found is not None:
+                self._d.release(slot, None)
+                await self._elsewhere(slot, found)
+                return
             started = loop.time()
             sent = True
             self._sending.add(task)
@@ -425,7 +398,7 @@ class BulkRun:
             finally:
                 self._sending.discard(task)
         except asyncio.CancelledError:
-            self._release(slot, None)
+            self._d.release(slot, None)
             if sent:
                 self._given_up(slot, stats, loop.time() - started)
             else:
@@ -442,16 +415,36 @@ class BulkRun:
             self._c.cooldown.on_throttle(slot.scope, error.retry_after)
             if slot.requeues < self._s.max_requeues and not self._flow.stopping:
                 slot.requeues += 1
-                self._release(slot, False)
+                self._d.release(slot, False)
                 if journal is not None:
                     journal.forget(slot.key)  # type: ignore[arg-type]  # 429: not handled
                 self._flow.buffered += 1
                 self._sched.requeue(slot)  # parks on the scope until its cool-down ends
                 return
-        self._release(slot, error is None)
+        self._d.release(slot, error is None)
         if isinstance(error, InvalidRequestError):  # refused before sending: say which job
             error = locate(error, slot.index)
         await self._emit(slot, result, error, loop.time() - started)
+
+    async def _elsewhere(self, slot: Slot, found: Verdict | tuple[str, str]) -> None:
+        """Another process has ``slot``: its key (a verdict) or a shared cap (a key)."""
+        if isinstance(found, tuple):  # at its cap in other processes: try again later
+            self._flow.buffered += 1
+            self._d.hold(found, slot)
+            return
+        if found == "intent":  # its run died mid-call: report it, never send it
+            unknown = OutcomeUnknownError(
+                "the run that wrote this job's intent stopped while it may have been in "
+                "flight; it is not sent again"
+            )
+            await self._emit(slot, None, unknown, 0.0)
+            return
+        self._admission.claimed.discard(slot.key)
+        self._tally.skipped += 1
+        if self._s.on_skip is not None:
+            self._s.on_skip(slot.job, found)
+        assert self._out is not None
+        self._out.skip(slot.index)
 
     def _given_up(self, slot: Slot, stats: CallStats, elapsed: float) -> None:
         """A call cancelled in flight: outcome-unknown, journaled, never re-sent."""

@@ -30,8 +30,8 @@ class Slot:
     """One job on its way through the engine (what it needs, what it has cost so far)."""
 
     __slots__ = (
-        "attempts", "index", "job", "key", "keys", "preset", "requeues", "scope", "throttled",
-        "user",
+        "attempts", "index", "job", "key", "keys", "leased", "preset", "requeues", "scope",
+        "throttled", "user",
     )  # fmt: skip
 
     def __init__(
@@ -46,6 +46,7 @@ class Slot:
         self.attempts = 0
         self.requeues = 0
         self.throttled = 0.0
+        self.leased = False  # holds leases of a shared coordinator
         # An outcome decided without sending: a bad job, or an intent an earlier run left.
         self.preset: BaseException | None = None
 
@@ -154,6 +155,14 @@ class FairScheduler:
                 return slot
             self.park(answer, slot)
         return None
+
+    def hold(self, key: Hashable, slot: Slot) -> None:
+        """Put ``slot`` back, waiting on ``key``: its user leaves the rotation when ``key`` is
+        the user's (until :meth:`unblock_user`), else it parks on ``key``."""
+        if isinstance(key, tuple) and key and key[0] == "user":
+            self._hold_user(slot)
+        else:
+            self.park(key, slot)
 
     def _hold_user(self, slot: Slot) -> None:
         queue = self._users.get(slot.user)

@@ -1,0 +1,167 @@
+"""The write-ahead journal on Redis, shared by every run on a namespace at once.
+
+One hash per job key (``alloy:{ns}:job:<key>``): ``s`` its state (``intent``, ``succeeded``,
+``failed``, ``outcome_unknown``), ``r`` the run that wrote the intent, ``row`` the outcome
+line a worker stored for it. No lock keeps other runs out: :meth:`RedisJournal.claim` writes
+an intent only where no run has recorded one (a Lua script), so of two runs that read the same
+key exactly one sends it. A run is alive while its key (``alloy:{ns}:run:<id>``) exists, which
+the coordinator renews: an intent whose run is gone means that run died mid-call, and the job
+is reported outcome-unknown, never sent again.
+
+Redis durability is the server's: with ``appendonly yes`` and ``appendfsync always`` an
+acknowledged intent survives a Redis crash; with ``everysec`` (Redis's default when the AOF
+is on) up to a second of intents can be lost, and with no persistence a restart forgets them
+all (the README's "Running on many machines" says what that costs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import orjson
+
+from ..engine.coordinator import Verdict
+from ..engine.journal import State
+from ..errors import CoordinatorError
+from ._redis import Shared
+from ._scripts import CLAIM, PEEK
+
+__all__ = ["RedisJournal", "Stored"]
+
+#: What the journal holds of one key: (state, the intent's run id, the stored row, or None).
+Stored = tuple[State, str, "dict[str, Any] | None"]
+
+
+class RedisJournal:
+    """A :class:`~alloy_async.engine.journal.Journal` and ``SharedJournal`` on Redis.
+
+    One per run (``RedisCoordinator.configure`` makes it); the connection, the writer of
+    queued writes and the renewal of run keys belong to the coordinator.
+    """
+
+    def __init__(
+        self,
+        shared: Shared,
+        prefix: str,
+        *,
+        outcome_ttl: float | None,
+        live_runs: set[str],
+        queue_write: Callable[[tuple[Any, ...]], None],
+        flush: Callable[[], Any],
+        run_ttl: float,
+    ) -> None:
+        self._shared = shared
+        self._prefix = prefix
+        self._ttl_ms = 0 if outcome_ttl is None else max(1, round(outcome_ttl * 1000))
+        self._run_ttl_ms = max(1, round(run_ttl * 1000))
+        self._live_runs = live_runs
+        self._queue_write = queue_write
+        self._flush = flush
+        self.run_id = ""
+
+    def job_key(self, key: str) -> str:
+        """The Redis key of job ``key``."""
+        return f"{self._prefix}job:{key}"
+
+    def run_key(self, run_id: str) -> str:
+        """The Redis key that says run ``run_id`` is alive."""
+        return f"{self._prefix}run:{run_id}"
+
+    async def open(self, run_id: str) -> None:
+        """Announce the run (its intents count as in flight while it lives)."""
+        self.run_id = run_id
+        client = self._shared.client
+        await self._shared.call(
+            "starting a run", client.set, self.run_key(run_id), b"1", None, self._run_ttl_ms
+        )
+        self._live_runs.add(run_id)
+
+    def lookup(self, key: str) -> tuple[State, str] | None:
+        """None: a shared journal answers in :meth:`peek` and :meth:`claim` (round trips)."""
+        return None
+
+    async def peek(self, key: str) -> Verdict | None:
+        """What other runs recorded of ``key``."""
+        found = await self._verdict(PEEK, "reading the journal", key, [self.run_id])
+        return "claimed" if found == "mine" else found  # type: ignore[return-value]
+
+    async def claim(self, key: str) -> Verdict | None:
+        """Write ``key``'s intent unless a run recorded it (atomic)."""
+        args = [self.run_id, self._ttl_ms]
+        return await self._verdict(CLAIM, "writing an intent", key, args)  # type: ignore[return-value]
+
+    async def intend(self, key: str) -> None:
+        """:meth:`claim`, for a caller that knows no other run can hold ``key``."""
+        found = await self.claim(key)
+        if found is not None:
+            raise CoordinatorError(f"job {key!r} is already recorded by another run ({found})")
+
+    def record(self, key: str, state: State) -> None:
+        """Record ``key``'s outcome (queued)."""
+        self._queue_write(("record", self.job_key(key), state, self._ttl_ms))
+
+    def forget(self, key: str) -> None:
+        """Remove ``key``: it was never sent (queued)."""
+        self._queue_write(("forget", self.job_key(key)))
+
+    async def flush(self) -> None:
+        """Wait until every queued write is on Redis."""
+        await self._flush()
+
+    async def aclose(self) -> None:
+        """Flush and end the run (its key goes: its leftover intents now read as a dead run's)."""
+        if not self.run_id:
+            return
+        try:
+            await self.flush()
+        finally:
+            self._live_runs.discard(self.run_id)
+            client = self._shared.client
+            await self._shared.call("ending a run", client.delete, self.run_key(self.run_id))
+            self.run_id = ""
+
+    async def save_rows(self, rows: dict[str, dict[str, Any]]) -> None:
+        """Store each job's outcome line (before its outcome is recorded: never lost)."""
+        if not rows:
+            return
+        pipe = self._shared.client.pipeline(transaction=False)
+        for key, row in rows.items():
+            pipe.hset(self.job_key(key), "row", orjson.dumps(row, default=str))
+        await self._shared.call("storing outcome lines", pipe.execute)
+
+    async def stored(self, keys: Iterable[str]) -> dict[str, Stored | None]:
+        """What the journal holds of each key, and whether the intent's run is alive."""
+        keys = list(keys)
+        pipe = self._shared.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hmget(self.job_key(key), "s", "r", "row")
+        got = await self._shared.call("reading the journal", pipe.execute)
+        out: dict[str, Stored | None] = {}
+        for key, (state, run, row) in zip(keys, got, strict=True):
+            if state is None:
+                out[key] = None
+                continue
+            out[key] = (
+                state.decode(),
+                run.decode() if run else "",
+                orjson.loads(row) if row else None,
+            )
+        return out
+
+    async def alive(self, run_ids: Iterable[str]) -> set[str]:
+        """Which of these runs are alive."""
+        ids = [r for r in set(run_ids) if r]
+        if not ids:
+            return set()
+        pipe = self._shared.client.pipeline(transaction=False)
+        for run_id in ids:
+            pipe.exists(self.run_key(run_id))
+        got = await self._shared.call("reading run keys", pipe.execute)
+        return {run_id for run_id, n in zip(ids, got, strict=True) if n}
+
+    async def _verdict(self, source: str, what: str, key: str, args: list[Any]) -> str | None:
+        script = self._shared.script(source)
+        keys = [self.job_key(key), self._prefix + "run:"]
+        found = await self._shared.call(what, script, keys, args)
+        return None if found is None else found.decode()

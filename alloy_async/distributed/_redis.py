@@ -1,0 +1,122 @@
+"""The connection to Redis: one client, retries through an outage, errors that say what failed.
+
+Every command of the distributed coordinator goes through :meth:`Shared.call`: a connection
+error or a timeout is retried (``backoff``, exponential with jitter) for up to
+``unavailable_timeout`` seconds, so a Redis restart is a pause, not a failure; past that it is
+a :class:`~alloy_async.errors.CoordinatorError` naming the operation and the server (never its
+password). Only idempotent operations are retried: the Lua scripts take an id chosen before
+the first attempt, so a retry of one that did run changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import backoff
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from ..errors import CoordinatorError
+
+__all__ = ["Shared", "safe_url"]
+
+T = TypeVar("T")
+
+_TRANSIENT = (redis_errors.ConnectionError, redis_errors.TimeoutError, TimeoutError, OSError)
+
+
+def safe_url(url: str) -> str:
+    """``url`` without its password (what error messages may show)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else "***@"
+    return urllib.parse.urlunsplit(parts._replace(netloc=user + host))
+
+
+class Shared:
+    """One Redis client (created in the running loop on first use) and the retry policy.
+
+    Args:
+        url: ``redis://``, ``rediss://`` or ``unix://``.
+        op_timeout: seconds one command may take before it counts as failed (and is retried).
+        unavailable_timeout: seconds of failures before a :class:`CoordinatorError`.
+    """
+
+    def __init__(self, url: str, *, op_timeout: float, unavailable_timeout: float) -> None:
+        self.url = url
+        self.op_timeout = op_timeout
+        self.unavailable_timeout = unavailable_timeout
+        self.id = os.urandom(8).hex()  # this process's name in leases and messages
+        self._client: aioredis.Redis | None = None
+        self._scripts: dict[str, Any] = {}
+
+    @property
+    def client(self) -> aioredis.Redis:
+        """The client, created on first use."""
+        if self._client is None:
+            # socket_timeout=None: redis-py 8 on 3.11 implements it with wait_for, which can
+            # swallow a cancellation; every call is bounded by our own asyncio.timeout instead.
+            self._client = aioredis.Redis.from_url(
+                self.url,
+                socket_timeout=None,
+                socket_connect_timeout=self.op_timeout,
+                health_check_interval=30,
+                # Our retries (``call``) bound the whole outage; redis-py's own would stack
+                # seconds of pauses under each of them.
+                retry=Retry(NoBackoff(), 0),
+            )
+        return self._client
+
+    def script(self, source: str) -> Any:
+        """The registered Lua script (redis-py reloads it if a restarted Redis forgot it)."""
+        found = self._scripts.get(source)
+        if found is None:
+            found = self._scripts[source] = self.client.register_script(source)
+        return found
+
+    async def call(self, what: str, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """``await fn(*args)`` with a timeout, retried through an outage; else CoordinatorError."""
+
+        def give_up(details: Any) -> None:
+            raise CoordinatorError(
+                f"Redis at {safe_url(self.url)} unreachable for "
+                f"{details['elapsed']:.1f} s while {what}: "
+                f"{type(details['exception']).__name__}: {details['exception']}"
+            ) from details["exception"]
+
+        @backoff.on_exception(
+            backoff.expo,
+            _TRANSIENT,
+            max_time=self.unavailable_timeout,
+            max_value=1.0,
+            factor=0.05,
+            on_giveup=give_up,
+            raise_on_giveup=True,
+        )
+        async def attempt() -> T:
+            async with asyncio.timeout(self.op_timeout):
+                return await fn(*args)
+
+        try:
+            return await attempt()
+        except redis_errors.RedisError as exc:  # refused for good: a script error, no auth
+            raise CoordinatorError(
+                f"Redis at {safe_url(self.url)} refused {what}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def aclose(self) -> None:
+        """Close the client's connections."""
+        client, self._client = self._client, None
+        self._scripts.clear()
+        if client is not None:
+            await client.aclose()

@@ -1,0 +1,101 @@
+"""Which job starts next: the fair scheduler, the coordinator's slots and the timers between.
+
+:class:`Dispatch` answers the scheduler's ``try_start`` (cool-down first, then the slots),
+gives slots back when a call ends (waking what waited on them) and keeps the timers that bring
+parked jobs back: a scope's cool-down ending, or a shared cap another process holds (no
+release of ours will tell when that one frees up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Hashable
+from typing import Any
+
+from ..limiters import GLOBAL_KEY, Key
+from .coordinator import Coordinator
+from .scheduler import USER_FULL, FairScheduler, Slot
+from .shared import SharedGate
+
+__all__ = ["Dispatch"]
+
+#: How soon a job refused by a shared cap is tried again when the coordinator does not say.
+_SHARED_RETRY = 0.05
+
+
+class Dispatch:
+    """The scheduler and the slots of one run; ``wake`` is set whenever a job may start."""
+
+    def __init__(self, coordinator: Coordinator, wake: asyncio.Event) -> None:
+        self._c = coordinator
+        self._wake = wake
+        self.sched = FairScheduler()
+        self.gate = SharedGate(coordinator.slots, coordinator.journal)
+        self.timers: dict[Hashable, asyncio.TimerHandle] = {}
+
+    def try_start(self, slot: Slot) -> Any:
+        """Take every slot ``slot`` needs: None, USER_FULL, or the key to park it on."""
+        cooldown = self._c.cooldown
+        if cooldown is not None:
+            wait = cooldown.blocked_for(slot.scope)
+            if wait is not None:
+                if wait != float("inf"):
+                    self._later(slot.scope, wait, self._cooled, slot.scope)
+                return ("scope", slot.scope)
+        blocker = self._c.slots.try_acquire(slot.keys)
+        if blocker is None:
+            if cooldown is not None:
+                cooldown.try_acquire(slot.scope)
+            return None
+        if isinstance(blocker, tuple) and blocker[0] == "user":
+            return USER_FULL
+        return blocker
+
+    def release(self, slot: Slot, success: bool | None) -> None:
+        """``slot``'s call ended (``success`` None: it was not sent): free what it held."""
+        self._c.slots.release(slot.keys)
+        self.gate.release(slot)
+        sched = self.sched
+        if self._c.cooldown is not None:
+            self._c.cooldown.release(slot.scope, success=success)
+            sched.unpark(("scope", slot.scope))
+        for key in slot.keys:
+            if key[0] == "user":
+                sched.unblock_user(key[1])
+            else:
+                sched.unpark(key)
+        sched.unpark(GLOBAL_KEY)
+        self._wake.set()
+
+    def hold(self, key: Key, slot: Slot) -> None:
+        """``slot`` (holding nothing) waits for ``key``, at its cap in another process."""
+        self.sched.hold(key, slot)
+        retry = self.gate.leased.retry_after if self.gate.leased is not None else _SHARED_RETRY
+        self._later(key, retry, self._shared_free, key)
+
+    def cancel_timers(self) -> None:
+        """The run is closing: no parked job will be woken again."""
+        for timer in self.timers.values():
+            timer.cancel()
+        self.timers.clear()
+
+    def _later(self, name: Hashable, delay: float, fn: Any, arg: Any) -> None:
+        if name not in self.timers:
+            self.timers[name] = asyncio.get_running_loop().call_later(delay, fn, arg)
+
+    def _cooled(self, scope: str) -> None:
+        self.timers.pop(scope, None)
+        # Wake only as many parked jobs as the scope can take: waking them all made every
+        # cool-down cost O(buffered jobs), quadratic under sustained throttling. The rest are
+        # woken one per release in the scope.
+        room = self._c.cooldown.room(scope) if self._c.cooldown is not None else -1
+        self.sched.unpark(("scope", scope), count=max(1, room) if room >= 0 else -1)
+        self._wake.set()
+
+    def _shared_free(self, key: Key) -> None:
+        self.timers.pop(key, None)
+        if key[0] == "user":
+            self.sched.unblock_user(key[1])
+        else:
+            self.sched.unpark(key, count=-1)
+        self._wake.set()
