@@ -7,11 +7,13 @@ import asyncio
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis_server import RedisServer, running_redis
 
 from alloy_async.distributed import RedisCoordinator
+from alloy_async.errors import CoordinatorError, InvalidRequestError
 from alloy_async.models import ExecuteJob
 from alloy_async.testing import FakeAlloy
 
@@ -76,3 +78,177 @@ async def test_a_rerun_on_a_finished_namespace_sends_nothing(redis_server: Redis
             report = bulk.report
     assert len(fake.executions) == 30
     assert report.skipped == 30 and report.succeeded == 0
+
+
+async def _until(predicate: Any, what: str, within: float = 10.0) -> None:
+    """Wait for a condition another task or process makes true (bounded; no fixed sleep)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_throttle_seen_by_one_coordinator_cools_the_scope_in_the_other(
+    redis_server: RedisServer,
+) -> None:
+    fake = FakeAlloy()
+    user = fake.add_user("a@example.com")
+    cred = fake.add_credential(user, "slack")
+    fake.fail("execute", 429, times=1, retry_after="30")
+    async with (
+        fake.client(max_retries=0) as alloy,
+        RedisCoordinator(redis_server.url, namespace="cool") as one,
+        RedisCoordinator(redis_server.url, namespace="cool") as two,
+    ):
+        await two.flush()  # connected and listening before the throttle is published
+        await _until(lambda: two._tasks, "the listener")
+        bulk = alloy.actions.execute_many(_jobs(cred, user, 1), coordinator=one, max_requeues=0)
+        async with bulk:
+            outcomes = [o async for o in bulk]
+        assert type(outcomes[0].error).__name__ == "RateLimitError"
+        await _until(lambda: two.cooldown.blocked_for("execute:slack") is not None, "the throttle")
+        wait = two.cooldown.blocked_for("execute:slack")
+        assert wait is not None and 20 < wait <= 30
+        assert two.cooldown.blocked_for("execute:other") is None  # only that scope
+
+
+async def test_redis_killed_and_restarted_mid_run_is_a_pause_and_nothing_runs_twice(
+    redis_server: RedisServer,
+) -> None:
+    fake = FakeAlloy(latency=0.01)
+    user = fake.add_user("a@example.com")
+    cred = fake.add_credential(user, "slack")
+    jobs = _jobs(cred, user, 300)
+    async with (
+        fake.client() as alloy,
+        RedisCoordinator(redis_server.url, namespace="restart", lease_ttl=30) as coord,
+    ):
+        bulk = alloy.actions.execute_many(jobs, concurrency=16, coordinator=coord)
+        restarted = False
+        ok = 0
+        async with bulk:
+            async for outcome in bulk:
+                ok += outcome.ok
+                if ok == 60 and not restarted:
+                    restarted = True
+                    await asyncio.to_thread(redis_server.kill)  # SIGKILL: no clean shutdown
+                    await _until(lambda: coord.statistics().retries > 0, "a retried call")
+                    await asyncio.to_thread(redis_server.start)
+    assert restarted and bulk.report.succeeded == 300
+    sent = Counter(e.request_body["text"] for e in fake.executions)
+    assert len(sent) == 300 and max(sent.values()) == 1
+
+
+async def test_redis_down_past_the_outage_limit_stops_the_run_and_a_rerun_finishes_it(
+    redis_server: RedisServer,
+) -> None:
+    fake = FakeAlloy(latency=0.01)
+    user = fake.add_user("a@example.com")
+    cred = fake.add_credential(user, "slack")
+    jobs = _jobs(cred, user, 200)
+    ns = "outage"
+    async with fake.client() as alloy:
+        async with RedisCoordinator(
+            redis_server.url, namespace=ns, lease_ttl=1, unavailable_timeout=0.5
+        ) as coord:
+            bulk = alloy.actions.execute_many(jobs, concurrency=8, coordinator=coord)
+            errors = []
+            first: dict[str, bool] = {}
+            async with bulk:
+                async for outcome in bulk:
+                    if len(fake.executions) >= 50 and redis_server.running:
+                        await asyncio.to_thread(redis_server.kill)
+                    if outcome.error is not None:
+                        errors.append(outcome.error)
+                    first[outcome.job.key] = outcome.ok
+            report = bulk.report
+        assert report.stopped_early and "coordinator failed" in (report.stop_reason or "")
+        assert errors and any(isinstance(e, CoordinatorError) for e in errors)
+        assert "127.0.0.1" in str(next(e for e in errors if isinstance(e, CoordinatorError)))
+        assert len(fake.executions) < 200
+        await asyncio.to_thread(redis_server.start)
+        # The dead run's key lapses after lease_ttl: its leftover intents then read "dead".
+        await _until(lambda: not _run_keys(redis_server, ns), "the first run's key to lapse")
+        async with RedisCoordinator(redis_server.url, namespace=ns, lease_ttl=1) as coord:
+            bulk = alloy.actions.execute_many(jobs, concurrency=8, coordinator=coord)
+            async with bulk:
+                second = {o.job.key: o async for o in bulk}
+    sent = Counter(e.request_body["text"] for e in fake.executions)
+    assert max(sent.values()) == 1, "a job was sent twice"
+    done_first = {k for k, ok in first.items() if ok}
+    # Every job: done in the first run (skipped by the second), or given an outcome by the
+    # second: run now, or outcome-unknown (its intent was written, its outcome was not:
+    # Redis died first). That is what an outage past the limit costs: a job done in the
+    # first run can be reported again as outcome-unknown; it is never sent again.
+    assert done_first | set(second) == {j.key for j in jobs}
+    for key in done_first & set(second):
+        assert type(second[key].error).__name__ == "OutcomeUnknownError"
+    for key, outcome in second.items():
+        assert outcome.ok or type(outcome.error).__name__ == "OutcomeUnknownError", outcome
+        if outcome.ok:
+            assert sent[f"m{key[1:]}"] == 1
+
+
+def _run_keys(server: RedisServer, ns: str) -> list[bytes]:
+    client = server.client()
+    try:
+        return list(client.scan_iter(match=f"alloy:{{{ns}}}:run:*"))
+    finally:
+        client.close()
+
+
+def test_bad_arguments_are_refused_naming_the_field() -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        RedisCoordinator("http://127.0.0.1:1", namespace="x")
+    assert info.value.field == "url"
+    for bad in ("", "has space", "x" * 101, "{brace}"):
+        with pytest.raises(InvalidRequestError) as info:
+            RedisCoordinator("redis://127.0.0.1:1/0", namespace=bad)
+        assert info.value.field == "namespace"
+    with pytest.raises(InvalidRequestError) as info:
+        RedisCoordinator("redis://127.0.0.1:1/0", namespace="x", lease_ttl=0)
+    assert info.value.field == "lease_ttl"
+
+
+def test_the_password_of_the_url_is_never_shown() -> None:
+    coord = RedisCoordinator("redis://user:s3cret-pw@127.0.0.1:1/0", namespace="x")
+    assert "s3cret-pw" not in repr(coord)
+
+
+async def test_an_unreachable_redis_is_a_coordinator_error_without_the_password() -> None:
+    fake = FakeAlloy()
+    user = fake.add_user("a@example.com")
+    cred = fake.add_credential(user, "slack")
+    async with (
+        fake.client() as alloy,
+        RedisCoordinator(
+            "redis://user:s3cret-pw@127.0.0.1:1/0", namespace="x", unavailable_timeout=0.2
+        ) as coord,
+    ):
+        bulk = alloy.actions.execute_many(_jobs(cred, user, 3), coordinator=coord)
+        with pytest.raises(CoordinatorError) as info:
+            async with bulk:
+                _ = [o async for o in bulk]
+    assert "s3cret-pw" not in str(info.value) and "127.0.0.1:1" in str(info.value)
+    assert fake.executions == []
+
+
+async def test_ordered_outcomes_skip_jobs_another_coordinator_has(
+    redis_server: RedisServer,
+) -> None:
+    fake = FakeAlloy(latency=0.005)
+    user = fake.add_user("a@example.com")
+    cred = fake.add_credential(user, "slack")
+    jobs = _jobs(cred, user, 40)
+    async with fake.client() as alloy:
+        async with RedisCoordinator(redis_server.url, namespace="ord") as coord:
+            first = alloy.actions.execute_many(jobs[::2], coordinator=coord)
+            async with first:
+                _ = [o async for o in first]
+        async with RedisCoordinator(redis_server.url, namespace="ord") as coord:
+            bulk = alloy.actions.execute_many(jobs, coordinator=coord, ordered=True)
+            async with bulk:
+                indexes = [o.index async for o in bulk]
+    assert indexes == list(range(1, 40, 2))  # in order, the done ones skipped, no hang
+    assert len(fake.executions) == 40

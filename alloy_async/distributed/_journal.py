@@ -16,6 +16,7 @@ all (the README's "Running on many machines" says what that costs).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -110,16 +111,21 @@ class RedisJournal:
         await self._flush()
 
     async def aclose(self) -> None:
-        """Flush and end the run (its key goes: its leftover intents now read as a dead run's)."""
+        """Flush and end the run (its key goes: its leftover intents now read as a dead run's).
+
+        Never raises for Redis: writes that failed leave intents, which a rerun reports as
+        outcome-unknown (never resends), and the run key lapses on its own; the run's report
+        already says the coordinator failed, and ``statistics().write_error`` says what.
+        """
         if not self.run_id:
             return
-        try:
+        run_id, self.run_id = self.run_id, ""
+        self._live_runs.discard(run_id)
+        with contextlib.suppress(CoordinatorError):
             await self.flush()
-        finally:
-            self._live_runs.discard(self.run_id)
+        with contextlib.suppress(CoordinatorError):
             client = self._shared.client
-            await self._shared.call("ending a run", client.delete, self.run_key(self.run_id))
-            self.run_id = ""
+            await self._shared.call("ending a run", client.delete, self.run_key(run_id))
 
     async def save_rows(self, rows: dict[str, dict[str, Any]]) -> None:
         """Store each job's outcome line (before its outcome is recorded: never lost)."""

@@ -59,6 +59,7 @@ class Shared:
         self.id = os.urandom(8).hex()  # this process's name in leases and messages
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
+        self.retries = 0  # calls retried through an outage (statistics)
 
     @property
     def client(self) -> aioredis.Redis:
@@ -101,6 +102,8 @@ class Shared:
             max_value=1.0,
             factor=0.05,
             on_giveup=give_up,
+            on_backoff=self._count_retry,
+            logger=None,  # counted in statistics(); the CoordinatorError says the rest
             raise_on_giveup=True,
         )
         async def attempt() -> T:
@@ -113,6 +116,9 @@ class Shared:
             raise CoordinatorError(
                 f"Redis at {safe_url(self.url)} refused {what}: {type(exc).__name__}: {exc}"
             ) from exc
+
+    def _count_retry(self, details: Any) -> None:
+        self.retries += 1
 
     async def aclose(self) -> None:
         """Close the client's connections."""

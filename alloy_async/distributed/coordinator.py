@@ -26,11 +26,30 @@ from ._limits import LocalCount, RedisCoolDown, RedisRate, RedisSlots
 from ._redis import Shared
 from ._scripts import RENEW
 
-__all__ = ["RedisCoordinator", "RedisRun"]
+__all__ = ["RedisCoordinator", "RedisRun", "RedisStatistics"]
 
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.:\-]{1,100}")
 _URL = re.compile(r"(redis|rediss|unix)://", re.IGNORECASE)
 _BATCH = 512
+
+
+@attrs.frozen
+class RedisStatistics:
+    """A snapshot of a :class:`RedisCoordinator` in this process.
+
+    Attributes:
+        retries: Redis calls retried through an outage (a restart, a dropped connection).
+        held_leases: slot leases this process holds (renewed in the background).
+        live_runs: runs of this process announced on Redis.
+        queued_writes: outcomes, releases and throttles not yet written.
+        write_error: the last batch of writes that failed past ``unavailable_timeout``.
+    """
+
+    retries: int
+    held_leases: int
+    live_runs: int
+    queued_writes: int
+    write_error: str | None
 
 
 @attrs.define
@@ -178,6 +197,16 @@ class RedisCoordinator:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._tasks.clear()
             await self._shared.aclose()
+
+    def statistics(self) -> RedisStatistics:
+        """What this process's side of the coordinator is doing."""
+        return RedisStatistics(
+            retries=self._shared.retries,
+            held_leases=len(self._held),
+            live_runs=len(self._live_runs),
+            queued_writes=self._writes.qsize() if self._writes is not None else 0,
+            write_error=None if self._write_error is None else str(self._write_error),
+        )
 
     # -- background ----------------------------------------------------------------------
 

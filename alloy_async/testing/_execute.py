@@ -3,6 +3,8 @@ third party would (or pages through a dataset for a paged action)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from .._http import Request
@@ -47,6 +49,7 @@ def execute(fake: FakeState, params: Params, request: Request, body: Body, q: Qu
             request_body=request_body,
             query_parameters=query_params,
             path_params=path_params,
+            at=_server_time(),
         )
     )
     if action.get("_paged"):
@@ -104,3 +107,10 @@ def _third_party_answer(
     if path_params:
         return {"id": next(iter(path_params.values())), "object": action_id}
     return {"id": ref, "object": action_id}
+
+
+def _server_time() -> float:
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:  # called outside a loop (a synchronous test of the simulator)
+        return time.monotonic()

@@ -45,3 +45,6 @@ class ExecutionRecord:
     request_body: Any
     query_parameters: Any
     path_params: Any
+    #: When the server acted, on its own monotonic clock (its event loop's time), so rates
+    #: can be judged by the server's record.
+    at: float = 0.0
