@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import stat
 import sys
 from typing import NoReturn, TextIO
@@ -17,8 +18,12 @@ import click
 __all__ = [
     "BulkOptions",
     "BulkUsageError",
+    "DEFAULT_QUEUE",
+    "RedisOptions",
     "check_checkpoint",
     "check_numbers",
+    "check_redis",
+    "check_redis_url",
     "open_input",
     "open_out",
 ]
@@ -61,6 +66,43 @@ def check_numbers(o: BulkOptions) -> None:
         _usage(f"--rate must be a number of requests per second above 0, got {o.rate:g}")
     if not (o.grace >= 0 and math.isfinite(o.grace)):
         _usage(f"--grace must be a number of seconds, 0 or more, got {o.grace:g}")
+
+
+#: The workers' queue unless ``--queue`` names another (``bulk --redis`` and ``worker``).
+DEFAULT_QUEUE = "alloy-async"
+_URL = re.compile(r"(redis|rediss|unix)://", re.IGNORECASE)
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.:\-]{1,100}")
+
+
+@attrs.frozen
+class RedisOptions:
+    """``bulk``'s ``--redis``, ``--namespace`` and ``--queue``."""
+
+    url: str
+    namespace: str
+    queue: str
+
+
+def check_redis_url(url: str) -> None:
+    """A ``redis://``, ``rediss://`` or ``unix://`` URL."""
+    if not _URL.match(url):
+        _usage("--redis must be a redis://, rediss:// or unix:// URL")
+
+
+def check_redis(o: BulkOptions, r: RedisOptions) -> None:
+    """The options of a run on workers (``--redis``) go together."""
+    check_redis_url(r.url)
+    if o.checkpoint is not None:
+        _usage(
+            "--checkpoint cannot be used with --redis: the namespace's journal on Redis is "
+            "the checkpoint (rerun with the same --namespace to resume)"
+        )
+    if o.ordered:
+        _usage("--ordered cannot be used with --redis (rows arrive a chunk at a time)")
+    if not _NAMESPACE.fullmatch(r.namespace):
+        _usage("--namespace must be 1 to 100 letters, digits or _ . : -")
+    if not r.queue.strip():
+        _usage("--queue must not be empty")
 
 
 def open_input(path: str) -> tuple[int, bool]:

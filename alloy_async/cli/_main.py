@@ -8,6 +8,7 @@ from .bulk import bulk
 from .calls import actions, connectors, credentials, users
 from .demo import demo
 from .sandbox import sandbox_cmd
+from .worker import worker
 
 __all__ = ["main"]
 
@@ -18,5 +19,5 @@ def main() -> None:
     """alloy-async: the async SDK for the Alloy Connectivity API, from the shell."""
 
 
-for _command in (demo, bulk, sandbox_cmd, users, connectors, actions, credentials):
+for _command in (demo, bulk, worker, sandbox_cmd, users, connectors, actions, credentials):
     main.add_command(_command)

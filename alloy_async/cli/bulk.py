@@ -24,7 +24,16 @@ from ..engine import BulkRun
 from ..errors import AlloyError
 from ..models import ExecuteJob
 from ._bulk_input import BadLine, JobReader
-from ._bulk_options import BulkOptions, check_checkpoint, check_numbers, open_input, open_out
+from ._bulk_options import (
+    DEFAULT_QUEUE,
+    BulkOptions,
+    BulkUsageError,
+    RedisOptions,
+    check_checkpoint,
+    check_numbers,
+    open_input,
+    open_out,
+)
 from ._bulk_output import write_outcomes
 from ._common import common, open_client, say
 
@@ -63,6 +72,23 @@ ClientFactory = Callable[..., AbstractAsyncContextManager[AlloyClient]]
     help="Seconds jobs in flight get to finish after SIGTERM or SIGINT.",
 )
 @click.option("--ordered", is_flag=True, help="Write outcomes in input order.")
+@click.option(
+    "--redis",
+    "redis_url",
+    default=None,
+    metavar="URL",
+    help="Run on the workers (alloy-async worker) that share this Redis; needs --namespace.",
+)
+@click.option(
+    "--namespace",
+    default=None,
+    help="With --redis: the run's name; a rerun with the same name resumes it.",
+)
+@click.option(
+    "--queue",
+    default=None,
+    help=f"With --redis: the workers' queue (default {DEFAULT_QUEUE}).",
+)
 def bulk(
     api_key: str | None, base_url: str | None, sandbox: bool, as_json: bool, **opts: Any
 ) -> None:
@@ -79,6 +105,14 @@ def bulk(
     dispatched gets its outcome line; jobs never dispatched get none, and a rerun with the
     same --checkpoint runs them (and never re-sends a finished or outcome-unknown job).
 
+    With --redis URL --namespace NAME the jobs run on worker processes (alloy-async worker,
+    on any machine that reaches the Redis), sent in chunks as they are read; --rate,
+    --per-user and --per-connector hold across all the workers, --concurrency caps this
+    run's calls in flight per worker. The namespace's journal on Redis replaces
+    --checkpoint: a rerun with the same namespace skips the keys --out already has, writes
+    the stored outcome of every other finished job, and never sends a job twice. A signal
+    stops the sending; the chunks outstanding get --grace seconds to finish.
+
     \b
     Exit codes:
       0    every job succeeded
@@ -87,7 +121,20 @@ def bulk(
       130  stopped by SIGINT (128 + 2)
       143  stopped by SIGTERM (128 + 15)
     """
+    redis_url, namespace, queue = opts.pop("redis_url"), opts.pop("namespace"), opts.pop("queue")
     settings = BulkOptions(**opts)
+    if redis_url is not None or namespace is not None or queue is not None:
+        if redis_url is None or namespace is None:
+            raise BulkUsageError("--redis and --namespace go together")
+        if sandbox:
+            raise BulkUsageError("--sandbox cannot be used with --redis: the workers call the API")
+        from ._bulk_redis import run_redis_bulk
+
+        where = RedisOptions(redis_url, namespace, queue or DEFAULT_QUEUE)
+        code = run_redis_bulk(settings, where)
+        if code:
+            sys.exit(code)
+        return
 
     def client(**kwargs: Any) -> AbstractAsyncContextManager[AlloyClient]:
         return open_client(api_key, base_url, sandbox, **kwargs)

@@ -1,10 +1,11 @@
 """``RedisCoordinator``: one rate budget, one set of caps, one cool-down and one write-ahead
 journal for every process on a namespace, on Redis.
 
-Per job, in Redis round trips: one to peek at the journal (a done job costs nothing more),
-one to lease the capped keys (only with ``per_user`` / ``per_connector``), one per rate permit
-(only with ``rate``), one to claim the key (the intent); the outcome, the release of the leases
-and any throttle are queued and written in batches by one writer task. Renewals (leases, live
+Per job, in Redis round trips: one to claim the key (the intent; it also says whether another
+run has the job); with ``per_user`` / ``per_connector`` one to lease the capped keys, with
+``rate`` one per rate permit, and with either one more before them to peek at the journal (so a
+done job spends no lease and no permit). The outcome, the release of the leases and any
+throttle are queued and written in batches by one writer task. Renewals (leases, live
 runs) cost one batch every ``lease_ttl / 3`` seconds per process.
 """
 

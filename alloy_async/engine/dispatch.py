@@ -30,7 +30,9 @@ class Dispatch:
         self._c = coordinator
         self._wake = wake
         self.sched = FairScheduler()
-        self.gate = SharedGate(coordinator.slots, coordinator.journal)
+        self.gate = SharedGate(
+            coordinator.slots, coordinator.journal, rate=coordinator.rate is not None
+        )
         self.timers: dict[Hashable, asyncio.TimerHandle] = {}
 
     def try_start(self, slot: Slot) -> Any:

@@ -23,18 +23,22 @@ __all__ = ["SharedGate"]
 class SharedGate:
     """The shared steps of one run, or nothing (``active`` is False) for a local coordinator."""
 
-    def __init__(self, slots: KeyedSlots, journal: Journal | None) -> None:
+    def __init__(self, slots: KeyedSlots, journal: Journal | None, *, rate: bool) -> None:
         # Any: mypy cannot intersect the protocols (it would call the shared branch unreachable)
         either: Any = slots
         self.leased: LeasedSlots | None = either if isinstance(either, LeasedSlots) else None
         either = journal
         self.journal: SharedJournal | None = either if isinstance(either, SharedJournal) else None
         self.active = self.leased is not None or self.journal is not None
+        self._rate = rate
 
     async def before(self, slot: Slot) -> Verdict | Key | None:
         """None when ``slot`` may go on; else what another run recorded of its key, or the
         shared key that is at its cap (the slot holds no lease then)."""
-        if self.journal is not None and slot.key is not None:
+        # Peek only when a lease or a rate permit would come before the claim: the claim
+        # itself answers the same question, in the same round trip.
+        costly = self._rate or (self.leased is not None and bool(slot.keys))
+        if costly and self.journal is not None and slot.key is not None:
             verdict = await self.journal.peek(slot.key)
             if verdict is not None:
                 return verdict
