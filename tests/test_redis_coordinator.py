@@ -252,3 +252,47 @@ async def test_ordered_outcomes_skip_jobs_another_coordinator_has(
                 indexes = [o.index async for o in bulk]
     assert indexes == list(range(1, 40, 2))  # in order, the done ones skipped, no hang
     assert len(fake.executions) == 40
+
+
+async def test_leases_of_calls_longer_than_the_lease_ttl_are_renewed(
+    redis_server: RedisServer,
+) -> None:
+    """Calls three times longer than ``lease_ttl``: a live holder's renewals keep its slot,
+    so two coordinators never hold more than ``per_user`` between them."""
+    fake = FakeAlloy(latency=0.6)
+    user = fake.add_user("a@example.com")
+    cred = fake.add_credential(user, "slack")
+    async with (
+        fake.client() as alloy,
+        RedisCoordinator(redis_server.url, namespace="renew", lease_ttl=0.2) as one,
+        RedisCoordinator(redis_server.url, namespace="renew", lease_ttl=0.2) as two,
+    ):
+
+        async def run(coord: RedisCoordinator, tag: str) -> int:
+            bulk = alloy.actions.execute_many(
+                _jobs(cred, user, 3, tag), per_user=1, coordinator=coord
+            )
+            async with bulk:
+                return sum([o.ok async for o in bulk])
+
+        assert await asyncio.gather(run(one, "a"), run(two, "b")) == [3, 3]
+    assert fake.peak_by_user[user] == 1
+
+
+async def test_a_forget_removes_only_this_runs_own_intent(redis_server: RedisServer) -> None:
+    """A forget that follows a claim cancelled in flight (which may never have run) must not
+    remove the record another run holds: that would let the job be sent twice."""
+    async with RedisCoordinator(redis_server.url, namespace="forget") as coord:
+        mine = coord.configure(concurrency=1, per_user=None, per_connector=None, rate=None)
+        other = coord.configure(concurrency=1, per_user=None, per_connector=None, rate=None)
+        await mine.journal.open("run-a")
+        await other.journal.open("run-b")
+        assert await mine.journal.claim("k") is None
+        other.journal.forget("k")  # run-b never held "k"
+        await coord.flush()
+        assert await other.journal.claim("k") == "claimed"  # still run-a's
+        mine.journal.forget("k")
+        await coord.flush()
+        assert await other.journal.claim("k") is None  # now free, and run-b's
+        await mine.journal.aclose()
+        await other.journal.aclose()

@@ -104,7 +104,7 @@ class RedisJournal:
 
     def forget(self, key: str) -> None:
         """Remove ``key``: it was never sent (queued)."""
-        self._queue_write(("forget", self.job_key(key)))
+        self._queue_write(("forget", self.job_key(key), self.run_id))
 
     async def flush(self) -> None:
         """Wait until every queued write is on Redis."""

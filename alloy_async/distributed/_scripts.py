@@ -7,7 +7,7 @@ hash tag (``alloy:{ns}:...``) so every key a script touches lives in one Redis C
 
 from __future__ import annotations
 
-__all__ = ["CLAIM", "LEASE", "PEEK", "RATE", "RENEW"]
+__all__ = ["CLAIM", "FORGET", "LEASE", "PEEK", "RATE", "RENEW"]
 
 #: A moving window: at most ARGV[1] permits in any ARGV[2] microseconds. 0 when granted, else
 #: the microseconds until the oldest permit leaves the window.
@@ -106,3 +106,12 @@ end
 return nil
 """
 )
+
+#: Remove a job's record only if it is still run ARGV[1]'s intent: a forget that follows a claim
+#: that never ran (cancelled in flight) must not remove another run's record.
+FORGET = """
+if redis.call('HGET', KEYS[1], 'r') == ARGV[1] and redis.call('HGET', KEYS[1], 's') == 'intent' then
+  redis.call('DEL', KEYS[1])
+end
+return 0
+"""

@@ -25,7 +25,7 @@ from ..limiters import AdaptiveLimiter
 from ._journal import RedisJournal
 from ._limits import LocalCount, RedisCoolDown, RedisRate, RedisSlots
 from ._redis import Shared
-from ._scripts import RENEW
+from ._scripts import FORGET, RENEW
 
 __all__ = ["RedisCoordinator", "RedisRun", "RedisStatistics"]
 
@@ -244,7 +244,7 @@ class RedisCoordinator:
             try:
                 pipe = self._shared.client.pipeline(transaction=False)
                 for op in ops:
-                    _add(pipe, op)
+                    await _add(pipe, op, self._shared)
                 await self._shared.call("writing outcomes and releases", pipe.execute)
             except CoordinatorError as exc:
                 # The intents stay: a rerun reports those jobs outcome-unknown, never sends.
@@ -268,7 +268,7 @@ class RedisCoordinator:
             if held:
                 keys = [key for _, key in held]
                 members = [name.split("|", 1)[0] for name, _ in held]
-                script(keys=keys, args=[ttl_ms, *members], client=pipe)
+                await script(keys=keys, args=[ttl_ms, *members], client=pipe)
             for run_id in runs:
                 pipe.pexpire(self._prefix + "run:" + run_id, ttl_ms)
             # A failed renewal is retried on the next tick; a long outage lets the leases
@@ -304,7 +304,8 @@ class RedisCoordinator:
             self.cooldown.heard(scope, None if retry_after is None else float(retry_after))
 
 
-def _add(pipe: Any, op: tuple[Any, ...]) -> None:
+async def _add(pipe: Any, op: tuple[Any, ...], shared: Shared) -> None:
+    """Queue one operation on ``pipe`` (a script call is queued by awaiting it)."""
     kind = op[0]
     if kind == "record":
         _, key, state, ttl_ms = op
@@ -312,7 +313,7 @@ def _add(pipe: Any, op: tuple[Any, ...]) -> None:
         if ttl_ms:
             pipe.pexpire(key, ttl_ms)
     elif kind == "forget":
-        pipe.delete(op[1])
+        await shared.script(FORGET)(keys=[op[1]], args=[op[2]], client=pipe)
     elif kind == "unlease":
         _, names, member = op
         for name in names:
