@@ -24,6 +24,13 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
 
 
+def _fake(latency: float = 0.0) -> tuple[FakeAlloy, str, str]:
+    """A simulator with one user holding one Slack credential."""
+    fake = FakeAlloy(latency=latency)
+    user = fake.add_user("a@example.com")
+    return fake, user, fake.add_credential(user, "slack")
+
+
 def _jobs(cred: str, user: str, n: int, tag: str = "") -> list[ExecuteJob]:
     return [
         ExecuteJob(
@@ -37,9 +44,7 @@ def _jobs(cred: str, user: str, n: int, tag: str = "") -> list[ExecuteJob]:
 async def test_two_coordinators_share_the_per_user_cap_and_never_send_a_key_twice(
     redis_server: RedisServer,
 ) -> None:
-    fake = FakeAlloy(latency=0.02)
-    user = fake.add_user("a@example.com")
-    cred = fake.add_credential(user, "slack")
+    fake, user, cred = _fake(latency=0.02)
     jobs = _jobs(cred, user, 60)
     skipped: list[str] = []
     async with (
@@ -65,9 +70,7 @@ async def test_two_coordinators_share_the_per_user_cap_and_never_send_a_key_twic
 
 
 async def test_a_rerun_on_a_finished_namespace_sends_nothing(redis_server: RedisServer) -> None:
-    fake = FakeAlloy()
-    user = fake.add_user("a@example.com")
-    cred = fake.add_credential(user, "slack")
+    fake, user, cred = _fake()
     jobs = _jobs(cred, user, 30)
     async with fake.client() as alloy:
         for _ in range(2):
@@ -92,9 +95,7 @@ async def _until(predicate: Any, what: str, within: float = 10.0) -> None:
 async def test_a_throttle_seen_by_one_coordinator_cools_the_scope_in_the_other(
     redis_server: RedisServer,
 ) -> None:
-    fake = FakeAlloy()
-    user = fake.add_user("a@example.com")
-    cred = fake.add_credential(user, "slack")
+    fake, user, cred = _fake()
     fake.fail("execute", 429, times=1, retry_after="30")
     async with (
         fake.client(max_retries=0) as alloy,
@@ -116,9 +117,7 @@ async def test_a_throttle_seen_by_one_coordinator_cools_the_scope_in_the_other(
 async def test_redis_killed_and_restarted_mid_run_is_a_pause_and_nothing_runs_twice(
     redis_server: RedisServer,
 ) -> None:
-    fake = FakeAlloy(latency=0.01)
-    user = fake.add_user("a@example.com")
-    cred = fake.add_credential(user, "slack")
+    fake, user, cred = _fake(latency=0.01)
     jobs = _jobs(cred, user, 300)
     async with (
         fake.client() as alloy,
@@ -143,9 +142,7 @@ async def test_redis_killed_and_restarted_mid_run_is_a_pause_and_nothing_runs_tw
 async def test_redis_down_past_the_outage_limit_stops_the_run_and_a_rerun_finishes_it(
     redis_server: RedisServer,
 ) -> None:
-    fake = FakeAlloy(latency=0.01)
-    user = fake.add_user("a@example.com")
-    cred = fake.add_credential(user, "slack")
+    fake, user, cred = _fake(latency=0.01)
     jobs = _jobs(cred, user, 200)
     ns = "outage"
     async with fake.client() as alloy:
@@ -217,9 +214,7 @@ def test_the_password_of_the_url_is_never_shown() -> None:
 
 
 async def test_an_unreachable_redis_is_a_coordinator_error_without_the_password() -> None:
-    fake = FakeAlloy()
-    user = fake.add_user("a@example.com")
-    cred = fake.add_credential(user, "slack")
+    fake, user, cred = _fake()
     async with (
         fake.client() as alloy,
         RedisCoordinator(
@@ -237,9 +232,7 @@ async def test_an_unreachable_redis_is_a_coordinator_error_without_the_password(
 async def test_ordered_outcomes_skip_jobs_another_coordinator_has(
     redis_server: RedisServer,
 ) -> None:
-    fake = FakeAlloy(latency=0.005)
-    user = fake.add_user("a@example.com")
-    cred = fake.add_credential(user, "slack")
+    fake, user, cred = _fake(latency=0.005)
     jobs = _jobs(cred, user, 40)
     async with fake.client() as alloy:
         async with RedisCoordinator(redis_server.url, namespace="ord") as coord:
@@ -259,9 +252,7 @@ async def test_leases_of_calls_longer_than_the_lease_ttl_are_renewed(
 ) -> None:
     """Calls three times longer than ``lease_ttl``: a live holder's renewals keep its slot,
     so two coordinators never hold more than ``per_user`` between them."""
-    fake = FakeAlloy(latency=0.6)
-    user = fake.add_user("a@example.com")
-    cred = fake.add_credential(user, "slack")
+    fake, user, cred = _fake(latency=0.6)
     async with (
         fake.client() as alloy,
         RedisCoordinator(redis_server.url, namespace="renew", lease_ttl=0.2) as one,

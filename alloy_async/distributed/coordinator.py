@@ -24,7 +24,7 @@ from ..errors import CoordinatorError, InvalidRequestError
 from ..limiters import AdaptiveLimiter
 from ._journal import RedisJournal
 from ._limits import LocalCount, RedisCoolDown, RedisRate, RedisSlots
-from ._redis import Shared
+from ._redis import Shared, safe_url
 from ._scripts import FORGET, RENEW
 
 __all__ = ["RedisCoordinator", "RedisRun", "RedisStatistics"]
@@ -139,8 +139,6 @@ class RedisCoordinator:
         self.journal = default.journal
 
     def __repr__(self) -> str:
-        from ._redis import safe_url
-
         return f"RedisCoordinator({safe_url(self._shared.url)!r}, namespace={self.namespace!r})"
 
     def configure(
