@@ -12,11 +12,12 @@ import asyncio
 import datetime
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from . import bench_http, bench_inproc, bench_rate
+from . import bench_http, bench_inproc, bench_rate, bench_redis
 from ._common import run_json, sandbox_process
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -111,6 +112,22 @@ def main() -> None:
         err = r["error_pct"]
         add(f"5b. rate limiter {rate:g}/s, error over {seconds:g} s", err, "within ±3 %",
             abs(err) <= 3.0, "{:+.2f} %")  # fmt: skip
+
+    # 6: scale-out on Redis (issue 12), in its own process: its own redis-server and sandboxes --
+    print("[6] Redis: processes sharing one rate, coordinator cost, taskiq workers", flush=True)
+    try:
+        redis = run_json("benchmarks.bench_redis", "--suite", "--json", *(["--quick"] * quick))
+    except subprocess.CalledProcessError as exc:
+        print(f"    bench_redis failed:\n{exc.stderr}")
+        add("6. Redis scale-out benchmarks ran", 0, "ran", False, "failed")
+    else:
+        details += [f"    {line}" for line in bench_redis.markdown(redis) if line]
+        for r in redis["rate"]:
+            add(f"6. {r['n']} process(es) sharing rate {r['rate']:g}/s via Redis, error over "
+                f"{redis['window']:g} s", r["error_pct"], "within ±5 %", abs(r["error_pct"]) <= 5,
+                "{:+.2f} %")  # fmt: skip
+            add(f"6. {r['n']} process(es), most requests in any 1 s", r["peak_1s"],
+                f"<= {r['bound_1s']}", r["peak_1s"] <= r["bound_1s"], "{:.0f}")  # fmt: skip
 
     wall = time.perf_counter() - started
     print(f"\nall benchmarks: {wall:.0f} s")

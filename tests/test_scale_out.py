@@ -187,9 +187,10 @@ def test_sigkill_of_one_process_then_a_rerun_sends_nothing_twice(
     jobs = tmp_path / "jobs.jsonl"
     keys = _write_jobs(sandbox, jobs, 400, "kill")
     out_a, out_b, out_c = (tmp_path / f"{n}.jsonl" for n in "abc")
+    # per_user 16 (64 slots for 2 x 32 calls): the victim always has calls in flight.
     lease = 1.0
-    a = _start(redis_server, sandbox, jobs, "kill", 200.0, 4, out_a, lease)
-    b = _start(redis_server, sandbox, jobs, "kill", 200.0, 4, out_b, lease)
+    a = _start(redis_server, sandbox, jobs, "kill", 200.0, 16, out_a, lease)
+    b = _start(redis_server, sandbox, jobs, "kill", 200.0, 16, out_b, lease)
     deadline = time.monotonic() + 60
     while len(_rows(out_a)) < 60 and time.monotonic() < deadline and a.poll() is None:
         time.sleep(0.005)  # polling a file another process writes: no event to wait on
@@ -197,7 +198,7 @@ def test_sigkill_of_one_process_then_a_rerun_sends_nothing_twice(
     a.wait(timeout=30)
     _wait([b])
     # The rerun comes once the dead run's liveness has lapsed (its intents then read "dead").
-    _wait([_start(redis_server, sandbox, jobs, "kill", 200.0, 4, out_c, lease)])
+    _wait([_start(redis_server, sandbox, jobs, "kill", 200.0, 16, out_c, lease)])
     per_key = Counter(e["request_body"]["subject"] for e in _executed(sandbox.url, "kill"))
     twice = sorted(k for k, n in per_key.items() if n > 1)
     assert not twice, f"executed twice on the server: {twice[:10]}"

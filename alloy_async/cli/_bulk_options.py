@@ -5,12 +5,14 @@ Every failed check is a :class:`BulkUsageError`: one line on stderr and exit cod
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import re
 import stat
 import sys
-from typing import NoReturn, TextIO
+from collections.abc import Callable, Coroutine
+from typing import Any, NoReturn, TextIO
 
 import attrs
 import click
@@ -26,6 +28,7 @@ __all__ = [
     "check_redis_url",
     "open_input",
     "open_out",
+    "run_on_files",
 ]
 
 
@@ -76,11 +79,12 @@ _NAMESPACE = re.compile(r"[A-Za-z0-9_.:\-]{1,100}")
 
 @attrs.frozen
 class RedisOptions:
-    """``bulk``'s ``--redis``, ``--namespace`` and ``--queue``."""
+    """``bulk``'s ``--redis``, ``--namespace``, ``--queue``, and ``--concurrency`` if given."""
 
     url: str
     namespace: str
     queue: str
+    per_worker: int | None = None
 
 
 def check_redis_url(url: str) -> None:
@@ -158,3 +162,31 @@ def open_out(path: str, jobs_file: str) -> TextIO:
         return open(path, "a", encoding="utf-8")
     except OSError as exc:
         _usage(f"cannot write --out {path!r}: {exc.strerror or exc}")
+
+
+def run_on_files(
+    o: BulkOptions,
+    main: Callable[[int, bool, TextIO], Coroutine[Any, Any, int]],
+    *,
+    check: Callable[[], None] = lambda: None,
+) -> int:
+    """Open the jobs (``open_input``) and ``--out``, run ``main(fd, close_fd, out)`` in a new
+    event loop and return its exit code; an :class:`AlloyError` becomes one line on stderr.
+    ``check`` runs once the input is open (its usage errors close it again)."""
+    from ..errors import AlloyError
+
+    fd, close_fd = open_input(o.jobs_file)
+    try:
+        check()
+        out = open_out(o.out_path, o.jobs_file)
+    except BaseException:
+        if close_fd:
+            os.close(fd)
+        raise
+    try:
+        return asyncio.run(main(fd, close_fd, out))
+    except AlloyError as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+    finally:
+        if out is not sys.stdout:
+            out.close()

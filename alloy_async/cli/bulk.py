@@ -18,10 +18,10 @@ from typing import Any, TextIO
 
 import attrs
 import click
+from click.core import ParameterSource
 
 from ..client import AlloyClient
 from ..engine import BulkRun
-from ..errors import AlloyError
 from ..models import ExecuteJob
 from ._bulk_input import BadLine, JobReader
 from ._bulk_options import (
@@ -31,8 +31,7 @@ from ._bulk_options import (
     RedisOptions,
     check_checkpoint,
     check_numbers,
-    open_input,
-    open_out,
+    run_on_files,
 )
 from ._bulk_output import write_outcomes
 from ._common import common, open_client, say
@@ -107,8 +106,8 @@ def bulk(
 
     With --redis URL --namespace NAME the jobs run on worker processes (alloy-async worker,
     on any machine that reaches the Redis), sent in chunks as they are read; --rate,
-    --per-user and --per-connector hold across all the workers, --concurrency caps this
-    run's calls in flight per worker. The namespace's journal on Redis replaces
+    --per-user and --per-connector hold across all the workers; --concurrency, if given,
+    caps this run's calls in flight in each worker. The namespace's journal on Redis replaces
     --checkpoint: a rerun with the same namespace skips the keys --out already has, writes
     the stored outcome of every other finished job, and never sends a job twice. A signal
     stops the sending; the chunks outstanding get --grace seconds to finish.
@@ -130,7 +129,10 @@ def bulk(
             raise BulkUsageError("--sandbox cannot be used with --redis: the workers call the API")
         from ._bulk_redis import run_redis_bulk
 
-        where = RedisOptions(redis_url, namespace, queue or DEFAULT_QUEUE)
+        # --concurrency caps this run's calls per worker only when given (else the workers').
+        given = click.get_current_context().get_parameter_source("concurrency")
+        per_worker = settings.concurrency if given is not ParameterSource.DEFAULT else None
+        where = RedisOptions(redis_url, namespace, queue or DEFAULT_QUEUE, per_worker)
         code = run_redis_bulk(settings, where)
         if code:
             sys.exit(code)
@@ -221,22 +223,14 @@ class _Tally:
 def run_bulk(opts: BulkOptions, client: ClientFactory) -> int:
     """Check everything, run, return the exit code (raises :class:`BulkUsageError`)."""
     check_numbers(opts)
-    fd, close_fd = open_input(opts.jobs_file)
-    try:
+
+    def check() -> None:
         if opts.checkpoint is not None:
             check_checkpoint(opts.checkpoint, opts)
-        out = open_out(opts.out_path, opts.jobs_file)
-    except BaseException:
-        if close_fd:
-            os.close(fd)
-        raise
-    try:
-        return asyncio.run(_bulk(opts, fd, close_fd, out, client))
-    except AlloyError as exc:
-        raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
-    finally:
-        if out is not sys.stdout:
-            out.close()
+
+    return run_on_files(
+        opts, lambda fd, close, out: _bulk(opts, fd, close, out, client), check=check
+    )
 
 
 async def _bulk(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .._checks import check_number
@@ -90,9 +90,11 @@ class RedisSlots:
         lease_ttl: float,
         held: dict[str, str],
         queue_write: Callable[[tuple[Any, ...]], None],
+        until_released: Callable[[str], Awaitable[bool]],
     ) -> None:
         self._shared = shared
         self._prefix = prefix
+        self._until_released = until_released
         self._caps = caps
         self._own = ConcurrencyLimiter(None, per_key=caps)
         self._local = local
@@ -128,11 +130,17 @@ class RedisSlots:
         member = f"{self._shared.id}:{next(self._ids)}"
         script = self._shared.script(LEASE)
         caps = [self._caps[key[0]] for key in keys]
-        full = await self._shared.call(
-            "leasing a slot", script, names, [self._ttl_ms, member, *caps]
-        )
-        if int(full):
-            return keys[int(full) - 1]
+        while True:
+            full = int(
+                await self._shared.call(
+                    "leasing a slot", script, names, [self._ttl_ms, member, *caps]
+                )
+            )
+            if not full:
+                break
+            # Full, but perhaps only until this process's own queued release is written.
+            if not await self._until_released(names[full - 1]):
+                return keys[full - 1]
         for name in names:
             self._held[f"{member}|{name}"] = name
         self._members.setdefault(keys, []).append(member)

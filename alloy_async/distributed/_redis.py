@@ -24,11 +24,12 @@ from redis.backoff import NoBackoff
 
 from ..errors import CoordinatorError
 
-__all__ = ["Shared", "safe_url"]
+__all__ = ["TRANSIENT", "Shared", "safe_url", "through_outage"]
 
 T = TypeVar("T")
 
-_TRANSIENT = (redis_errors.ConnectionError, redis_errors.TimeoutError, TimeoutError, OSError)
+#: What a call to an unreachable (or restarting) Redis raises: worth retrying.
+TRANSIENT = (redis_errors.ConnectionError, redis_errors.TimeoutError, TimeoutError, OSError)
 
 
 def safe_url(url: str) -> str:
@@ -41,6 +42,54 @@ def safe_url(url: str) -> str:
         host = f"{host}:{parts.port}"
     user = f"{parts.username}:***@" if parts.username else "***@"
     return urllib.parse.urlunsplit(parts._replace(netloc=user + host))
+
+
+async def through_outage(
+    what: str,
+    fn: Callable[..., Awaitable[T]],
+    *args: Any,
+    url: str,
+    max_time: float,
+    op_timeout: float | None = None,
+    on_retry: Callable[[], None] | None = None,
+) -> T:
+    """``await fn(*args)``, retried (``backoff``: exponential, 50 ms to 1 s) while Redis is
+    unreachable, for up to ``max_time`` seconds; then, or when Redis refuses the command for
+    good, a :class:`CoordinatorError` saying ``what`` failed on which server (no password).
+    ``op_timeout`` bounds each attempt; ``on_retry`` is called before each retry.
+    """
+
+    def give_up(details: Any) -> None:
+        raise CoordinatorError(
+            f"Redis at {safe_url(url)} unreachable for {details['elapsed']:.1f} s while "
+            f"{what}: {type(details['exception']).__name__}: {details['exception']}"
+        ) from details["exception"]
+
+    def retrying(details: Any) -> None:
+        if on_retry is not None:
+            on_retry()
+
+    @backoff.on_exception(
+        backoff.expo,
+        TRANSIENT,
+        max_time=max_time,
+        max_value=1.0,
+        factor=0.05,
+        on_giveup=give_up,
+        on_backoff=retrying,
+        logger=None,  # the caller counts or says it; the CoordinatorError says the rest
+        raise_on_giveup=True,
+    )
+    async def attempt() -> T:
+        async with asyncio.timeout(op_timeout):
+            return await fn(*args)
+
+    try:
+        return await attempt()
+    except redis_errors.RedisError as exc:  # refused for good: a script error, no auth
+        raise CoordinatorError(
+            f"Redis at {safe_url(url)} refused {what}: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 class Shared:
@@ -87,37 +136,17 @@ class Shared:
 
     async def call(self, what: str, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """``await fn(*args)`` with a timeout, retried through an outage; else CoordinatorError."""
-
-        def give_up(details: Any) -> None:
-            raise CoordinatorError(
-                f"Redis at {safe_url(self.url)} unreachable for "
-                f"{details['elapsed']:.1f} s while {what}: "
-                f"{type(details['exception']).__name__}: {details['exception']}"
-            ) from details["exception"]
-
-        @backoff.on_exception(
-            backoff.expo,
-            _TRANSIENT,
+        return await through_outage(
+            what,
+            fn,
+            *args,
+            url=self.url,
             max_time=self.unavailable_timeout,
-            max_value=1.0,
-            factor=0.05,
-            on_giveup=give_up,
-            on_backoff=self._count_retry,
-            logger=None,  # counted in statistics(); the CoordinatorError says the rest
-            raise_on_giveup=True,
+            op_timeout=self.op_timeout,
+            on_retry=self._count_retry,
         )
-        async def attempt() -> T:
-            async with asyncio.timeout(self.op_timeout):
-                return await fn(*args)
 
-        try:
-            return await attempt()
-        except redis_errors.RedisError as exc:  # refused for good: a script error, no auth
-            raise CoordinatorError(
-                f"Redis at {safe_url(self.url)} refused {what}: {type(exc).__name__}: {exc}"
-            ) from exc
-
-    def _count_retry(self, details: Any) -> None:
+    def _count_retry(self) -> None:
         self.retries += 1
 
     async def aclose(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from collections import Counter
 from typing import Any
 
 import attrs
@@ -131,6 +132,11 @@ class RedisCoordinator:
         self._writes: asyncio.Queue[tuple[Any, ...]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._write_error: CoordinatorError | None = None
+        # Slot keys with a release queued and not yet written, and the event set when the
+        # writer's next batch is written: a lease refused only because of this process's own
+        # queued release waits for that batch instead of for the engine's retry timer.
+        self._releasing: Counter[str] = Counter()
+        self._batch_written: asyncio.Event | None = None
         self._closed = False
         self.cooldown = RedisCoolDown(AdaptiveLimiter(adaptive_limit), self._publish)
         default = self.configure(concurrency=1, per_user=None, per_connector=None, rate=None)
@@ -156,7 +162,7 @@ class RedisCoordinator:
         caps = {k: v for k, v in {"user": per_user, "connector": per_connector}.items() if v}
         slots = RedisSlots(
             self._shared, self._prefix, caps, self._local, lease_ttl=self.lease_ttl,
-            held=self._held, queue_write=self._queue,
+            held=self._held, queue_write=self._queue, until_released=self._until_released,
         )  # fmt: skip
         budget = None if rate is None else RedisRate(self._shared, self._prefix + "rate", rate)
         journal = RedisJournal(
@@ -224,6 +230,29 @@ class RedisCoordinator:
         self._start()
         assert self._writes is not None
         self._writes.put_nowait(op)
+        if op[0] == "unlease":
+            self._releasing.update(op[1])
+
+    async def _until_released(self, key: str) -> bool:
+        """Wait until the writer has written a batch, if a release of slot ``key`` is queued
+        (True); False at once if none is."""
+        if self._releasing[key] <= 0:
+            return False
+        if self._batch_written is None:
+            self._batch_written = asyncio.Event()
+        await self._batch_written.wait()
+        return True
+
+    def _written(self, ops: list[tuple[Any, ...]]) -> None:
+        for op in ops:
+            if op[0] == "unlease":
+                self._releasing.subtract(op[1])
+                for name in op[1]:
+                    if self._releasing[name] <= 0:
+                        del self._releasing[name]
+        written, self._batch_written = self._batch_written, None
+        if written is not None:
+            written.set()
 
     def _publish(self, scope: str, retry_after: float | None) -> None:
         message = orjson.dumps(
@@ -248,6 +277,7 @@ class RedisCoordinator:
                 # The intents stay: a rerun reports those jobs outcome-unknown, never sends.
                 self._write_error = exc
             finally:
+                self._written(ops)  # written or failed for good: either way, not queued
                 for _ in ops:
                     queue.task_done()
 

@@ -1,0 +1,472 @@
+"""Issue 12, item 2: ``alloy-async worker`` processes and the ``alloy-async bulk --redis`` driver.
+
+Everything is real: a ``redis-server`` of our own on 127.0.0.1 (tests/redis_server.py), a
+sandbox subprocess whose ``/_sandbox/executions`` is the judge of what ran, workers and the
+driver as subprocesses of the CLI. Workers use a 2 s ``--idle-timeout`` so that a SIGKILLed
+worker's chunks go to the other one within seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import socket
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.request import urlopen
+
+import pytest
+from redis_server import RedisServer, running_redis
+from test_cli_bulk import API_KEY, CLI, ENV, Sandbox, running_sandbox
+
+N_JOBS = 600
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    with running_redis(tmp_path / "redis") as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    # 50 ms a call: a run of 600 jobs on two workers lasts long enough to kill one mid-run.
+    with running_sandbox(latency="50ms", users=6) as box:
+        yield box
+
+
+class Workers:
+    """Worker subprocesses on one Redis and sandbox; each is stopped (SIGTERM) at the end."""
+
+    def __init__(self, redis_url: str, box: Sandbox, logs: Path) -> None:
+        self.redis_url, self.box, self.logs = redis_url, box, logs
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def start(self, *extra: str, concurrency: int = 8) -> subprocess.Popen[str]:
+        err = (self.logs / f"worker{len(self.procs)}.err").open("w")
+        with err:
+            proc = subprocess.Popen(
+                [
+                    *CLI,
+                    "worker",
+                    "--redis",
+                    self.redis_url,
+                    *self.box.args(),
+                    "--concurrency",
+                    str(concurrency),
+                    "--idle-timeout",
+                    "2",
+                    *extra,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                env=ENV,
+            )
+        self.procs.append(proc)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # blocks until the worker listens (or exits)
+        assert line.strip() == "worker ready", (line, self.log(len(self.procs) - 1))
+        return proc
+
+    def log(self, i: int) -> str:
+        return (self.logs / f"worker{i}.err").read_text()
+
+    def stop(self) -> list[int | None]:
+        """SIGTERM each live worker; their exit codes (None: was killed before)."""
+        codes: list[int | None] = []
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            killed = proc.returncode is not None and proc.returncode < 0
+            try:
+                code = proc.wait(timeout=20)
+            finally:
+                if proc.poll() is None:  # hung on SIGTERM: the trap this guards against
+                    proc.kill()
+                    proc.wait(timeout=10)
+                assert proc.stdout is not None
+                proc.stdout.close()
+            codes.append(None if killed else code)
+        return codes
+
+
+@pytest.fixture
+def workers(redis_server: RedisServer, sandbox: Sandbox, tmp_path: Path) -> Iterator[Workers]:
+    pool = Workers(redis_server.url, sandbox, tmp_path)
+    try:
+        yield pool
+    finally:
+        pool.stop()
+
+
+def write_jobs(path: Path, box: Sandbox, tag: str, n: int = N_JOBS) -> set[str]:
+    with path.open("w") as f:
+        for i in range(n):
+            user, cred = box.seeded[i % len(box.seeded)]
+            job = {
+                "connectorId": "sendgrid",
+                "actionId": "sendEmail",
+                "credentialId": cred,
+                "userId": user,
+                "key": f"{tag}-{i}",
+                "requestBody": {"to": f"c{i}@example.com", "subject": f"{tag}-{i}"},
+            }
+            f.write(json.dumps(job) + "\n")
+    return {f"{tag}-{i}" for i in range(n)}
+
+
+def driver(
+    redis_url: str, jobs: Path, out: Path, namespace: str, *extra: str
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*CLI, "bulk", str(jobs), "--out", str(out), "--redis", redis_url,
+         "--namespace", namespace, *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )  # fmt: skip
+
+
+def launch(
+    workers: Workers, redis_url: str, tmp_path: Path, tag: str, *extra: str, n: int = N_JOBS
+) -> tuple[Path, Path, set[str], subprocess.Popen[str]]:
+    """Two workers and a driver running ``n`` jobs tagged ``tag``: (jobs, out, keys, driver)."""
+    workers.start()
+    workers.start()
+    jobs, out = tmp_path / "jobs.jsonl", tmp_path / "out.jsonl"
+    keys = write_jobs(jobs, workers.box, tag, n)
+    return jobs, out, keys, driver(redis_url, jobs, out, tag, *extra)
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
+
+
+def executed(box: Sandbox, tag: str) -> Counter[str]:
+    """subject -> times the sandbox executed it (its own record), for this test's jobs."""
+    with urlopen(f"{box.url}/_sandbox/executions", timeout=30) as resp:
+        rows: list[dict[str, Any]] = json.loads(resp.read())
+    subjects = (str(r["request_body"].get("subject")) for r in rows)
+    return Counter(s for s in subjects if s.startswith(f"{tag}-"))
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(raw) for raw in path.read_bytes().splitlines()] if path.exists() else []
+
+
+def written(path: Path) -> int:
+    """Complete lines in ``path`` so far (the driver may be writing the next ones)."""
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def wait_for(what: str, condition: Callable[[], bool], timeout: float = 60) -> None:
+    """Poll ``condition`` until it holds (a file or a server another process writes: there is
+    no event to wait on), failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def one_line_per_job(rows: list[dict[str, Any]], keys: set[str]) -> None:
+    per_key = Counter(r["key"] for r in rows)
+    assert set(per_key) == keys, "a job has no outcome line"
+    assert max(per_key.values()) == 1, "a job has two outcome lines"
+
+
+def test_two_workers_run_every_job_once(
+    workers: Workers, sandbox: Sandbox, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    _, out, keys, run = launch(workers, redis_server.url, tmp_path, "two")
+    code, err = finish(run)
+    assert code == 0, err
+    rows = lines(out)
+    one_line_per_job(rows, keys)
+    assert all(r["ok"] for r in rows), [r for r in rows if not r["ok"]][:3]
+    assert sorted(r["line"] for r in rows) == list(range(1, N_JOBS + 1))
+    done = executed(sandbox, "two")
+    assert set(done) == keys and max(done.values()) == 1
+    assert workers.stop() == [0, 0]  # SIGTERM: both exit promptly and cleanly
+    both = workers.log(0) + workers.log(1)
+    assert API_KEY not in both and redis_server.url not in both
+
+
+def test_sigkill_a_worker_mid_run_loses_nothing_and_sends_nothing_twice(
+    workers: Workers, sandbox: Sandbox, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    victim = workers.start()
+    workers.start()
+    jobs, out = tmp_path / "jobs.jsonl", tmp_path / "out.jsonl"
+    keys = write_jobs(jobs, sandbox, "kill")
+    run = driver(redis_server.url, jobs, out, "kill")
+    try:
+        wait_for("30 % of the lines", lambda: written(out) >= N_JOBS * 0.3)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+        assert written(out) < N_JOBS, "the run finished before the kill"
+        code, err = finish(run)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert code in (0, 1), err  # 1: jobs in flight at the kill are outcome-unknown
+    rows = lines(out)
+    one_line_per_job(rows, keys)
+    done = executed(sandbox, "kill")
+    assert max(done.values()) == 1, [k for k, n in done.items() if n > 1][:10]
+    for row in rows:
+        if row["ok"]:
+            assert done[row["key"]] == 1, row
+        else:  # never a failure: only outcome-unknown (what the dead worker had in flight)
+            assert row["error"]["type"] == "OutcomeUnknownError", row
+    # Outcome-unknown only in the chunks the victim held (two at a time, 50 jobs each): its
+    # calls in flight, and outcomes it had not yet written to the journal when it died.
+    unknown = [r for r in rows if not r["ok"]]
+    assert len({(r["line"] - 1) // 50 for r in unknown}) <= 2, unknown
+    assert (code == 1) == bool(unknown), err
+
+
+def test_redis_killed_and_restarted_mid_run_is_a_pause_and_nothing_runs_twice(
+    workers: Workers, sandbox: Sandbox, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    _, out, keys, run = launch(workers, redis_server.url, tmp_path, "restart")
+    try:
+        wait_for("30 % of the lines", lambda: written(out) >= N_JOBS * 0.3)
+        redis_server.kill()  # SIGKILL: no clean shutdown; the AOF keeps what was acked
+        assert written(out) < N_JOBS, "the run finished before the restart"
+        redis_server.start()  # the same port: every client reconnects on its own
+        code, err = finish(run)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    rows = lines(out)
+    one_line_per_job(rows, keys)
+    done = executed(sandbox, "restart")
+    assert max(done.values()) == 1, [k for k, n in done.items() if n > 1][:10]
+    for row in rows:  # sent once and succeeded, or in flight at the kill: outcome unknown
+        if row["ok"]:
+            assert done[row["key"]] == 1, row
+        else:
+            assert row["error"]["type"] == "OutcomeUnknownError", row
+    assert (code == 1) == any(not r["ok"] for r in rows), err
+    assert workers.stop() == [0, 0]  # both workers lived through it
+
+
+def test_limits_hold_across_workers(
+    workers: Workers, sandbox: Sandbox, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    _, out, keys, run = launch(
+        workers, redis_server.url, tmp_path, "caps", "--per-user", "1", "--concurrency", "2", n=200
+    )
+    code, err = finish(run)
+    assert code == 0, err
+    one_line_per_job(lines(out), keys)
+    with urlopen(f"{sandbox.url}/_sandbox/stats", timeout=30) as resp:
+        stats = json.loads(resp.read())
+    assert stats["peak_in_flight_per_user"] == 1, stats  # one call per user across both workers
+    assert 2 <= stats["peak_in_flight"] <= 4, stats  # this run's 2 calls in each of the 2 workers
+
+
+def test_rerun_of_a_finished_namespace_sends_nothing(
+    workers: Workers, sandbox: Sandbox, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    jobs, out, keys, run = launch(workers, redis_server.url, tmp_path, "again")
+    code, err = finish(run)
+    assert code == 0, err
+    first = out.read_bytes()
+    before = executed(sandbox, "again")
+    assert sum(before.values()) == N_JOBS
+
+    # Same --out: every key already has its line; nothing is sent, nothing written.
+    code, err = finish(driver(redis_server.url, jobs, out, "again"))
+    assert code == 0, err
+    assert f"{N_JOBS} already in --out" in err
+    assert out.read_bytes() == first
+
+    # A new --out: the journal answers each job with its stored row; nothing runs again.
+    fresh = tmp_path / "fresh.jsonl"
+    code, err = finish(driver(redis_server.url, jobs, fresh, "again"))
+    assert code == 0, err
+    rows = lines(fresh)
+    one_line_per_job(rows, keys)
+    by_key = {r["key"]: r for r in lines(out)}
+    for row in rows:
+        assert row["ok"] and row["requestId"] == by_key[row["key"]]["requestId"], row
+        assert row["line"] == by_key[row["key"]]["line"]
+    assert executed(sandbox, "again") == before
+
+
+def test_driver_resumes_after_sigint_and_skips_bad_and_duplicate_lines(
+    workers: Workers, sandbox: Sandbox, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    workers.start(concurrency=2)
+    jobs, out = tmp_path / "jobs.jsonl", tmp_path / "out.jsonl"
+    keys = write_jobs(jobs, sandbox, "int", n=300)
+    text = jobs.read_text().splitlines(keepends=True)
+    jobs.write_text("".join([text[0], text[0], *text[1:], "not json\n"]))  # line 2: a duplicate
+    # Every chunk is sent at once (the window is larger); a short grace leaves most unwritten.
+    run = driver(redis_server.url, jobs, out, "int", "--grace", "0.5")
+    try:
+        wait_for("some lines", lambda: written(out) >= 50)
+        run.send_signal(signal.SIGINT)
+        code, err = finish(run)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert code == 130, err
+    assert "line 2: duplicate of an earlier job with key int-0, skipped" in err
+    partial = lines(out)
+    assert 50 <= len(partial) < 300
+    assert len({r["key"] for r in partial}) == len(partial)
+
+    code, err = finish(driver(redis_server.url, jobs, out, "int"))
+    assert code == 1, err  # the bad line
+    assert "line 302: not JSON" in err and f"{len(partial) + 1} already in --out" in err
+    one_line_per_job(lines(out), keys)
+    done = executed(sandbox, "int")
+    assert set(done) == keys and max(done.values()) == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--redis", "redis://127.0.0.1:1/0"], "--redis and --namespace go together"),
+        (["--namespace", "x"], "--redis and --namespace go together"),
+        (["--redis", "http://x", "--namespace", "x"], "redis://, rediss:// or unix://"),
+        (["--redis", "redis://127.0.0.1:1/0", "--namespace", "a b"], "--namespace must be"),
+        (
+            ["--redis", "redis://127.0.0.1:1/0", "--namespace", "x", "--checkpoint", "c.db"],
+            "--checkpoint cannot be used with --redis",
+        ),
+    ],
+)
+def test_driver_usage_errors_exit_2(tmp_path: Path, extra: list[str], message: str) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("")
+    done = subprocess.run(
+        [*CLI, "bulk", str(jobs), "--out", str(tmp_path / "out.jsonl"), *extra],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert not (tmp_path / "c.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--redis", "http://x"], "redis://, rediss:// or unix://"),
+        (["--redis", "redis://127.0.0.1:1/0", "--concurrency", "0"], "--concurrency must be"),
+        (["--redis", "redis://127.0.0.1:1/0", "--idle-timeout", "0.5"], "--idle-timeout must"),
+    ],
+)
+def test_worker_usage_errors_exit_2(extra: list[str], message: str) -> None:
+    done = subprocess.run(
+        [*CLI, "worker", "--api-key", API_KEY, *extra],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "worker ready" not in done.stdout
+
+
+def test_unreachable_redis_is_one_clear_error(tmp_path: Path) -> None:
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, never listening: connections are refused
+        jobs = tmp_path / "jobs.jsonl"
+        jobs.write_text("")
+        done = subprocess.run(
+            [*CLI, "bulk", str(jobs), "--out", str(tmp_path / "o.jsonl"),
+             "--redis", f"redis://:hunter2@127.0.0.1:{port}/0", "--namespace", "x"],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "CoordinatorError" in done.stderr and "Traceback" not in done.stderr
+    assert "hunter2" not in done.stderr
+
+
+# -- the broker's two fixes, in-process on a real Redis ----------------------------------------
+
+
+async def test_a_dead_consumers_chunk_is_reclaimed_without_new_traffic(
+    redis_server: RedisServer,
+) -> None:
+    """The stock listen() reclaims only after new messages arrive; ours on every pass."""
+    import redis.asyncio as aioredis
+
+    from alloy_async.distributed.taskiq import make_broker
+
+    raw = aioredis.Redis.from_url(redis_server.url)
+    survivor = make_broker(redis_server.url, queue="q1", idle_timeout=0.3)
+    await survivor.startup()
+    stream = survivor.listen()
+    try:
+        await raw.xadd("q1", {b"data": b"chunk"})
+        assert await raw.xreadgroup("q1", "dead", {"q1": ">"}, count=1)  # taken, never acked
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        message = await asyncio.wait_for(anext(stream), 10)  # no new message is ever sent
+        assert message.data == b"chunk"
+        assert 0.3 <= loop.time() - start < 5
+        await message.ack()
+        assert await raw.xlen("q1") == 0  # an ack deletes the entry: the stream never grows
+    finally:
+        await stream.aclose()
+        await survivor.shutdown()
+        await raw.aclose()
+
+
+async def test_a_long_chunk_stays_with_its_live_worker(redis_server: RedisServer) -> None:
+    """A chunk longer than idle_timeout is renewed by its worker's heartbeat; once the worker
+    is gone (no ack, no heartbeat), another one gets it."""
+    import redis.asyncio as aioredis
+
+    from alloy_async.distributed.taskiq import make_broker
+
+    raw = aioredis.Redis.from_url(redis_server.url)
+    holder = make_broker(redis_server.url, queue="q2", idle_timeout=0.3)
+    holder.is_worker_process = True  # its startup starts the heartbeat
+    other = make_broker(redis_server.url, queue="q2", idle_timeout=0.3)
+    await holder.startup()
+    await other.startup()
+    held = holder.listen()
+    try:
+        await raw.xadd("q2", {b"data": b"long"})
+        assert (await asyncio.wait_for(anext(held), 10)).data == b"long"
+        with pytest.raises(TimeoutError):  # 8 idle timeouts: never taken over
+            await asyncio.wait_for(anext(other.listen()), 2.4)
+        await held.aclose()
+        await holder.shutdown()  # stops the heartbeat, keeps its unacked chunk pending
+        takeover = other.listen()
+        try:
+            assert (await asyncio.wait_for(anext(takeover), 10)).data == b"long"
+        finally:
+            await takeover.aclose()
+    finally:
+        await held.aclose()
+        await holder.shutdown()
+        await other.shutdown()
+        await raw.aclose()
