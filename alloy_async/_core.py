@@ -235,26 +235,62 @@ class Requester:
         stats: CallStats | None = None,
     ) -> Response:
         """Send a built request under the retry policy."""
-        self._shared.check()
+        shared = self._shared
+        if shared.closed or shared.loop is not asyncio.get_running_loop():
+            shared.check()  # raises, or binds the client to this loop (first call)
         policy = self.retry
-        deadline_at = None
-        if policy.deadline is not None:
-            deadline_at = asyncio.get_running_loop().time() + policy.deadline
-        call = _Call(
+        if policy.deadline is None and not logger.isEnabledFor(logging.DEBUG):
+            # The hot path: no deadline timer, no clock, and the retry bookkeeping (_Call)
+            # built only once the first attempt did not succeed.
+            if stats is not None:
+                stats.attempts += 1
+            try:
+                response = await shared.transport.send(request)
+            except (APIConnectionError, APITimeoutError) as exc:
+                call = self._call(request, idempotent, scope, stats, None, attempts=1)
+                step: BaseException = self._failed(call, exc, 0.0)
+            else:
+                if response.status < 300:
+                    return response
+                call = self._call(request, idempotent, scope, stats, None, attempts=1)
+                judged = self._judge(call, response, 0.0)
+                if isinstance(judged, Response):
+                    return judged
+                step = judged
+        else:
+            deadline_at = None
+            if policy.deadline is not None:
+                deadline_at = asyncio.get_running_loop().time() + policy.deadline
+            call = self._call(request, idempotent, scope, stats, deadline_at)
+            try:
+                return await self.attempt(call)
+            except _Retry as retry:
+                step = retry
+        if not isinstance(step, _Retry):
+            raise step
+        await asyncio.sleep(step.delay)
+        return await _run(self, call)
+
+    def _call(
+        self,
+        request: Request,
+        idempotent: bool | None,
+        scope: str | None,
+        stats: CallStats | None,
+        deadline_at: float | None,
+        *,
+        attempts: int = 0,
+    ) -> _Call:
+        if stats is None:
+            stats = CallStats(attempts=attempts)
+        return _Call(
             request=request,
             idempotent=(request.method in IDEMPOTENT_METHODS) if idempotent is None else idempotent,
-            policy=policy,
+            policy=self.retry,
             deadline_at=deadline_at,
             scope=scope or request.path,
-            stats=CallStats() if stats is None else stats,
+            stats=stats,
         )
-        try:
-            # The success path skips the backoff machinery (a generator, handlers and a
-            # closure per call): it is entered only once a first attempt asks for a retry.
-            return await self.attempt(call)
-        except _Retry as retry:
-            await asyncio.sleep(retry.delay)
-        return await _run(self, call)
 
     async def attempt(self, call: _Call) -> Response:
         """One attempt; raises :class:`_Retry` when another attempt should follow."""
@@ -262,7 +298,7 @@ class Requester:
         request = call.request
         loop = asyncio.get_running_loop()
         # The clock is read only when a deadline or debug logging needs it (hot path).
-        timed = call.deadline_at is not None or _log_enabled(logging.DEBUG)
+        timed = call.deadline_at is not None or logger.isEnabledFor(logging.DEBUG)
         started = loop.time() if timed else 0.0
         try:
             if call.deadline_at is None:
@@ -273,36 +309,51 @@ class Requester:
                     raise self._deadline_error(call, sent=False)
                 response = await self._send_within(call, remaining)
         except (APIConnectionError, APITimeoutError) as exc:
-            error: AlloyError = exc
-            if isinstance(exc, OutcomeUnknownError) or (
-                isinstance(exc, APITimeoutError) and exc.sent
-            ):
-                call.maybe_acted = True
-            self._log_failure(call, exc, loop.time() - started if timed else 0.0)
-            retry_after = None
+            failed: BaseException | None = self._failed(
+                call, exc, loop.time() - started if timed else 0.0
+            )
         else:
-            if _log_enabled(logging.DEBUG):
-                logger.debug(
-                    "%s %s -> %d in %.1f ms (attempt %d)%s",
-                    request.method,
-                    request.path,
-                    response.status,
-                    (loop.time() - started) * 1000,
-                    call.attempts,
-                    f" request_id={response.request_id}" if response.request_id else "",
-                )
-            if response.status < 300:
-                return response
-            if response.status == 404 and call.maybe_acted and request.method == "DELETE":
-                return _gone(call, response)
-            if response.status >= 500 and response.status not in _NOT_HANDLED_5XX:
-                call.maybe_acted = True
-            error = error_from_response(response, request)
-            retry_after = parse_retry_after(response.headers)
-            if response.status in (429, 503) and self.throttle_listener is not None:
-                self.throttle_listener(call.scope, retry_after)
-            self._log_failure(call, error, loop.time() - started if timed else 0.0)
-        raise self._next_step(call, error, retry_after)
+            failed = None
+        if failed is not None:
+            raise failed  # outside the except block: the error keeps its own cause and context
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s -> %d in %.1f ms (attempt %d)%s",
+                request.method,
+                request.path,
+                response.status,
+                (loop.time() - started) * 1000,
+                call.attempts,
+                f" request_id={response.request_id}" if response.request_id else "",
+            )
+        if response.status < 300:
+            return response
+        step = self._judge(call, response, loop.time() - started if timed else 0.0)
+        if isinstance(step, Response):
+            return step
+        raise step
+
+    def _failed(self, call: _Call, exc: AlloyError, elapsed: float) -> BaseException:
+        """After an attempt that got no answer: a :class:`_Retry`, or the error to raise."""
+        if isinstance(exc, OutcomeUnknownError) or (isinstance(exc, APITimeoutError) and exc.sent):
+            call.maybe_acted = True
+        self._log_failure(call, exc, elapsed)
+        return self._next_step(call, exc, None)
+
+    def _judge(self, call: _Call, response: Response, elapsed: float) -> BaseException | Response:
+        """After a non-2xx answer: the response to return (a DELETE already done), a
+        :class:`_Retry`, or the error to raise."""
+        request = call.request
+        if response.status == 404 and call.maybe_acted and request.method == "DELETE":
+            return _gone(call, response)
+        if response.status >= 500 and response.status not in _NOT_HANDLED_5XX:
+            call.maybe_acted = True
+        error = error_from_response(response, request)
+        retry_after = parse_retry_after(response.headers)
+        if response.status in (429, 503) and self.throttle_listener is not None:
+            self.throttle_listener(call.scope, retry_after)
+        self._log_failure(call, error, elapsed)
+        return self._next_step(call, error, retry_after)
 
     async def _send_within(self, call: _Call, remaining: float) -> Response:
         """Send one attempt that must end within ``remaining`` seconds (the call's deadline).
@@ -378,7 +429,7 @@ class Requester:
         )
 
     def _log_failure(self, call: _Call, error: AlloyError, elapsed: float) -> None:
-        if _log_enabled(logging.DEBUG):
+        if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s %s failed in %.1f ms (attempt %d): %s",
                 call.request.method,
@@ -434,10 +485,6 @@ _BUILD_KEYS = frozenset(
 
 def _build_only(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if k in _BUILD_KEYS}
-
-
-def _log_enabled(level: int) -> bool:
-    return logger.isEnabledFor(level)
 
 
 @backoff.on_exception(

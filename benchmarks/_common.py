@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmarks: the sandbox subprocess, the execute call, timing helpers."""
+"""Shared pieces of the benchmarks: the server subprocesses (sandbox, light server), the execute
+call, timing helpers."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ EXECUTE_PATH = "/connectors/sendgrid/actions/sendEmail/execute"
 
 @attrs.frozen
 class Sandbox:
-    """A sandbox server running in its own process (so its CPU is not the client's)."""
+    """A server (the sandbox or the light server) running in its own process (so its CPU is not
+    the client's)."""
 
     url: str
     api_key: str
@@ -40,11 +42,29 @@ class Sandbox:
 @contextlib.contextmanager
 def sandbox_process() -> Iterator[Sandbox]:
     """``python -m alloy_async.cli sandbox --port 0`` in a subprocess, seeded with a demo user."""
+    with _server_process("alloy_async.cli", "sandbox", "--port", "0") as sb:
+        yield sb
+
+
+@contextlib.contextmanager
+def light_process() -> Iterator[Sandbox]:
+    """``python -m benchmarks.light_server --port 0`` in a subprocess: canned execute answers,
+    no simulator, so the client's own cost shows in wall-clock figures. Its key and ids are made
+    up (nothing checks them)."""
+    with _server_process("benchmarks.light_server", "--port", "0") as sb:
+        yield sb
+
+
+@contextlib.contextmanager
+def _server_process(module: str, *args: str) -> Iterator[Sandbox]:
+    """``python -m <module> <args>``, which prints the sandbox's three-line banner, then serves
+    until SIGTERM."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "alloy_async.cli", "sandbox", "--port", "0"],
+        [sys.executable, "-m", module, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        cwd=Path(__file__).parent.parent,  # so ``benchmarks.*`` imports from any directory
     )
     try:
         assert proc.stdout is not None
@@ -53,7 +73,7 @@ def sandbox_process() -> Iterator[Sandbox]:
         key = re.search(r"ALLOY_API_KEY=(\S+)", lines[1])
         demo = re.search(r"demo user (\S+) has sendgrid credential (\S+)", lines[2])
         if not (url and key and demo):
-            raise RuntimeError(f"unexpected sandbox banner: {lines!r}")
+            raise RuntimeError(f"unexpected banner from {module}: {lines!r}")
         yield Sandbox(url.group(1), key.group(1), demo.group(1), demo.group(2), proc.pid)
     finally:
         proc.terminate()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 
 import click
 
@@ -12,6 +10,7 @@ from ..errors import ConfigurationError
 from ..sandbox import SandboxServer, fault_plan, parse_duration
 from ..testing.fake import FakeAlloy
 from ..testing.seed import seed_demo
+from ._common import wait_for_stop
 
 __all__ = ["sandbox_cmd"]
 
@@ -51,12 +50,7 @@ def sandbox_cmd(
             click.echo(f"sandbox listening on {server.url}")
             click.echo(f"ALLOY_BASE_URL={server.url} ALLOY_API_KEY={fake.api_key}")
             click.echo(f"demo user {seeded[0][0]} has sendgrid credential {seeded[0][1]}")
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError):
-                    loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
+            await wait_for_stop()
 
     try:
         asyncio.run(serve())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._convert import execution_result, structure, structure_list, unwrap
 from .._core import CallStats
 from .._http import check_header, header_value_ok
-from .._wire import decode_json
+from .._wire import build_url, decode_json
 from ..errors import InvalidRequestError, InvalidResponseError
 from ..models.actions import Action, CatalogAction, ExecutionResult
 from ..models.connectors import Connector, Resource
@@ -29,14 +30,22 @@ __all__ = ["Actions", "catalog_slug"]
 
 T = TypeVar("T")
 
-_EXECUTE = "/connectors/{connectorId}/actions/{actionId}/execute"
-
 
 def catalog_slug(connector_id: str, action_id: str) -> str:
     """``slack`` + ``chat_postMessage`` -> ``SLACK_CHAT_POST_MESSAGE`` (UPPER_SNAKE)."""
     text = f"{connector_id}_{action_id}"
     text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", text)
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").upper()
+
+
+_EXECUTE = "/connectors/{connectorId}/actions/{actionId}/execute"
+
+
+@functools.lru_cache(maxsize=4096)
+def execute_route(base_url: str, connector_id: str, action_id: str) -> tuple[str, str]:
+    """``(url, path)`` of an execute call, memoised: the bulk hot path builds the same few
+    connector/action URLs over and over (raises :class:`InvalidRequestError`)."""
+    return build_url(base_url, _EXECUTE, {"connectorId": connector_id, "actionId": action_id}, None)
 
 
 class Actions(Service):
@@ -105,10 +114,11 @@ class Actions(Service):
             check_id("connector_id", connector_id)
         if type(action_id) is not str or not action_id or action_id.isspace():
             check_id("action_id", action_id)
-        request = self._requester.build(
+        requester = self._requester
+        request = requester.build(
             "POST",
-            _EXECUTE,
-            path_params={"connectorId": connector_id, "actionId": action_id},
+            "",
+            route=execute_route(requester.base_url, connector_id, action_id),
             json=execute_body(
                 credential_id, request_body, query_parameters, path_params, additional_headers
             ),
@@ -117,7 +127,7 @@ class Actions(Service):
             extra_query=extra_query,
             extra_body=extra_body,
         )
-        response = await self._requester.send(request, scope=f"execute:{connector_id}", stats=stats)
+        response = await requester.send(request, scope=f"execute:{connector_id}", stats=stats)
         return execution_result(
             decode_json(response, request),
             status_code=response.status,

@@ -208,14 +208,17 @@ class AiohttpTransport:
 
     async def send(self, request: Request) -> Response:
         """Send one request; see :class:`~alloy_async.transports.base.Transport`."""
-        session = self._get_session()
+        session = self._session
+        if session is None or self._closed or self._loop is not asyncio.get_running_loop():
+            session = self._get_session()  # creates it, or raises (closed, another loop)
         # Our own session's connector marks what it raises (_PhaseConnector); a caller's does not.
         timeout = _client_timeout(request.timeout, self._owns_session)
         try:
             async with session.request(
                 request.method,
                 request.url,
-                headers=request.headers,
+                # A plain dict: multidict copies one about 4x faster than a dict subclass.
+                headers=dict(request.headers),
                 data=request.body,
                 timeout=timeout,
                 allow_redirects=False,  # a redirect must never carry Authorization elsewhere
@@ -247,7 +250,10 @@ class AiohttpTransport:
                 f"answer of {length} bytes exceeds max_response_bytes={cap} "
                 f"({request.method} {request.path})"
             )
-        # Always count through the stream: aiohttp decompresses as it reads, so a small
+        if length is not None and "content-encoding" not in resp.headers:
+            # Not compressed: aiohttp reads exactly Content-Length bytes, already checked.
+            return await resp.read()
+        # Otherwise count through the stream: aiohttp decompresses as it reads, so a small
         # Content-Length can still unpack to far more than the cap (a decompression bomb).
         chunks: list[bytes] = []
         size = 0
