@@ -239,3 +239,33 @@ async def test_lifecycle_leaves_nothing_behind(server: tuple[Server, str]) -> No
             await alloy2.request("GET", "/x")
         await t.aclose()
         assert not own.closed
+
+
+async def test_answer_headers_read_in_any_case_and_list_in_lower_case(
+    server: tuple[Server, str],
+) -> None:
+    """The transport wraps the answer's headers instead of copying them: lookups in any case,
+    names in lower case (as Response documents), equal to the plain dict they stand for."""
+    from alloy_async._http import Request
+
+    srv, url = server
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=b"{}", headers={"X-Request-Id": "r9", "X-Custom-Thing": "v"})
+
+    srv.handler = answer
+    transport = AiohttpTransport()
+    try:
+        response = await transport.send(Request("GET", url + "/h", {}, None, None, "/h"))
+    finally:
+        await transport.aclose()
+    headers = response.headers
+    assert response.request_id == "r9"
+    assert headers["x-custom-thing"] == headers["X-CUSTOM-THING"] == "v"
+    assert "x-request-id" in headers and "nope" not in headers
+    assert headers.get("nope", "default") == "default"
+    names = list(headers)
+    assert "x-custom-thing" in names and all(name == name.lower() for name in names)
+    assert len(names) == len(headers) == len(set(names))
+    assert dict(headers) == {name: headers[name] for name in names}
+    assert headers == dict(headers)

@@ -148,9 +148,11 @@ class AdaptiveLimiter:
         state = self._scopes.get(scope)
         if state is None:
             return None
-        wait = state.cool_until - self._now()
-        if wait > 0:
-            return wait
+        if state.cool_until:  # the clock is read only for a scope that was throttled
+            wait = state.cool_until - self._now()
+            if wait > 0:
+                return wait
+            state.cool_until = 0.0  # over: later calls need no clock
         if state.in_flight >= max(self.min_limit, int(state.limit)):
             return math.inf
         return None
@@ -160,7 +162,7 @@ class AdaptiveLimiter:
         state = self._scopes.get(scope)
         if state is None:
             return self.max_limit
-        if state.cool_until > self._now():
+        if state.cool_until and state.cool_until > self._now():
             return 0
         return max(0, max(self.min_limit, int(state.limit)) - state.in_flight)
 
@@ -190,7 +192,7 @@ class AdaptiveLimiter:
             state.in_flight == 0
             and not state.waiters
             and state.limit >= self.max_limit
-            and state.cool_until <= self._now()
+            and (not state.cool_until or state.cool_until <= self._now())
         ):
             del self._scopes[scope]
 

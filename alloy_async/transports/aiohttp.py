@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from .._http import Request, Response, bind_loop
+from .._http import LowerCaseHeaders, Request, Response, bind_loop
 from ..errors import (
     AlloyError,
     APIConnectionError,
@@ -224,8 +224,7 @@ class AiohttpTransport:
                 allow_redirects=False,  # a redirect must never carry Authorization elsewhere
             ) as resp:
                 body = await self._read(resp, request)
-                headers = {k.lower(): v for k, v in resp.headers.items()}
-                return Response(status=resp.status, headers=headers, body=body)
+                return Response(resp.status, LowerCaseHeaders(resp.headers), body)
         except AlloyError:
             raise
         except asyncio.CancelledError:
