@@ -75,9 +75,13 @@ class Tally:
 
     def count(self, error: BaseException | None, attempts: int, throttled: float) -> None:
         """Count one finished job."""
-        kind = kind_of(error)
-        setattr(self, kind, getattr(self, kind) + 1)
-        if error is not None:
+        if error is None:
+            self.succeeded += 1
+        else:
+            if isinstance(error, OutcomeUnknownError):
+                self.outcome_unknown += 1
+            else:
+                self.failed += 1
             name = type(error).__name__
             self.by_error[name] = self.by_error.get(name, 0) + 1
         self.attempts += attempts
@@ -135,7 +139,11 @@ class OutcomeChannel:
 
     async def put(self, entry: Entry) -> None:
         """Hand an outcome on (waits while the consumer is ``size`` behind)."""
-        await self._queue.put(entry)
+        queue = self._queue
+        if queue.full():
+            await queue.put(entry)
+        else:
+            queue.put_nowait(entry)  # no coroutine to create on the common path
 
     def put_late(self, entry: Entry) -> None:
         """Hand on the outcome of a call given up at a stop (from a worker being cancelled)."""
@@ -197,7 +205,7 @@ class OutcomeChannel:
                     continue
                 return None
             else:
-                got = await queue.get()
+                got = queue.get_nowait() if queue.qsize() else await queue.get()
                 if got is _DONE:
                     self._done_seen = True
                     continue
