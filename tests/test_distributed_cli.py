@@ -470,3 +470,51 @@ async def test_a_long_chunk_stays_with_its_live_worker(redis_server: RedisServer
         await holder.shutdown()
         await other.shutdown()
         await raw.aclose()
+
+
+async def test_a_chunk_whose_result_cannot_be_stored_is_not_acked_and_goes_elsewhere(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """taskiq acks a message even when storing its result failed; ours then leaves it
+    pending and stops renewing it, so another worker runs it again (the journal answers)
+    instead of the driver waiting for a result that will never come."""
+    import redis.asyncio as aioredis
+    from taskiq.result import TaskiqResult
+
+    from alloy_async import CoordinatorError
+    from alloy_async.distributed import taskiq as tq
+
+    monkeypatch.setattr(tq, "UNAVAILABLE", 0.3)  # give up storing after 0.3 s, not 30 s
+    holder = tq.make_broker(redis_server.url, queue="q3", idle_timeout=0.3)
+    await holder.startup()
+    raw = aioredis.Redis.from_url(redis_server.url)
+    held = holder.listen()
+    try:
+        await raw.xadd("q3", {b"data": b"chunk"})
+        message = await asyncio.wait_for(anext(held), 10)
+        assert holder.held
+        redis_server.kill()  # the result cannot be stored
+        result: TaskiqResult[Any] = TaskiqResult(is_err=False, return_value=[], execution_time=0.0)
+
+        async def callback() -> None:  # as taskiq's receiver runs one: its own task
+            with pytest.raises(CoordinatorError):
+                await holder.result_backend.set_result("t1", result)
+            await asyncio.to_thread(redis_server.start)
+            await message.ack()  # Redis is back: acking now would lose the chunk
+
+        await asyncio.create_task(callback())
+        assert not holder.held  # no longer renewed
+        async with aioredis.Redis.from_url(redis_server.url) as fresh:  # raw's socket died
+            assert await fresh.xlen("q3") == 1  # not acked (an ack deletes the entry)
+        other = tq.make_broker(redis_server.url, queue="q3", idle_timeout=0.3)
+        await other.startup()
+        taken = other.listen()
+        try:
+            assert (await asyncio.wait_for(anext(taken), 10)).data == b"chunk"
+        finally:
+            await taken.aclose()
+            await other.shutdown()
+    finally:
+        await held.aclose()
+        await holder.shutdown()
+        await raw.aclose()

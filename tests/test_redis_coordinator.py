@@ -208,9 +208,38 @@ def test_bad_arguments_are_refused_naming_the_field() -> None:
     assert info.value.field == "lease_ttl"
 
 
-def test_the_password_of_the_url_is_never_shown() -> None:
-    coord = RedisCoordinator("redis://user:s3cret-pw@127.0.0.1:1/0", namespace="x")
-    assert "s3cret-pw" not in repr(coord)
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://user:s3cret-pw@127.0.0.1:1/0",
+        "redis://:s3cret-pw@127.0.0.1:1/0",
+        "redis://127.0.0.1:1/0?password=s3cret-pw",  # redis-py reads this form too
+        "redis://127.0.0.1:1/0?db=1&PASSWORD=s3cret-pw",
+    ],
+)
+def test_the_password_of_the_url_is_never_shown(url: str) -> None:
+    coord = RedisCoordinator(url, namespace="x")
+    assert "s3cret-pw" not in repr(coord) and "127.0.0.1:1" in repr(coord)
+
+
+async def test_a_refused_password_is_one_clear_error_at_once(redis_server: RedisServer) -> None:
+    """A wrong password is not an outage: no 30 s of retries, and the message says so."""
+    with redis_server.client() as raw:
+        raw.config_set("requirepass", "right-pw")
+    try:
+        fake, user, cred = _fake()
+        url = redis_server.url.replace("redis://", "redis://:wrong-pw@")
+        async with fake.client() as alloy, RedisCoordinator(url, namespace="auth") as coord:
+            bulk = alloy.actions.execute_many(_jobs(cred, user, 2), coordinator=coord)
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(CoordinatorError, match="refused") as info:
+                async with bulk:
+                    _ = [o async for o in bulk]
+            assert asyncio.get_running_loop().time() - started < 10  # not the 30 s outage
+        assert "wrong-pw" not in str(info.value) and fake.executions == []
+    finally:
+        with redis_server.client(password="right-pw") as raw:
+            raw.config_set("requirepass", "")
 
 
 async def test_an_unreachable_redis_is_a_coordinator_error_without_the_password() -> None:

@@ -15,6 +15,7 @@ import contextlib
 import os
 import signal
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
@@ -55,6 +56,8 @@ FLUSH_AFTER = 0.2
 POLL_MIN, POLL_MAX = 0.02, 0.25
 #: Seconds without any row before the driver looks at the queue (lost chunks, no workers).
 STALL = 15.0
+#: Seconds one Redis command may take before it counts as failed (and is retried).
+OP_TIMEOUT = 10.0
 #: A chunk lost this many times (acked without a result, or Redis lost the queue) is failed.
 MAX_RESENDS = 3
 
@@ -215,6 +218,7 @@ class _Driver:
             *args,
             url=self.where.url,
             max_time=UNAVAILABLE,
+            op_timeout=OP_TIMEOUT,  # a host that vanished mid-command must not hang the run
             on_retry=retrying,
         )
 
@@ -294,7 +298,7 @@ class _Driver:
         await self._kiq(_Chunk(jobs))
 
     async def _kiq(self, chunk: _Chunk) -> None:
-        from ..distributed.taskiq import TASK_NAME
+        from ..distributed.taskiq import TASK_NAME, SendTaskError
 
         limits = {
             "rate": self.opts.rate,
@@ -304,10 +308,17 @@ class _Driver:
         }
         task_handle = self.broker.find_task(TASK_NAME)
         assert task_handle is not None  # make_broker registers it
-        send = task_handle.kiq
-        task = await self._redis(
-            "sending", lambda _: send(self.where.namespace, chunk.jobs, limits)
-        )
+        # One task id for every attempt: a send retried after a lost reply may queue the chunk
+        # twice, and both copies answer under that id (the journal runs each job once).
+        kicker = task_handle.kicker().with_task_id(uuid.uuid4().hex)
+
+        async def send(_: Any) -> Any:
+            try:
+                return await kicker.kiq(self.where.namespace, chunk.jobs, limits)
+            except SendTaskError as exc:  # taskiq wraps Redis's own error: retry on that one
+                raise (exc.__cause__ or exc) from None
+
+        task = await self._redis("sending", send)
         self.outstanding[task.task_id] = chunk
         self.wake.set()
 
@@ -342,12 +353,25 @@ class _Driver:
 
     async def _take(self) -> int:
         """Write the rows of the chunks whose results are ready; how many chunks were."""
-        from ..distributed.taskiq import take_results
+        from ..distributed.taskiq import forget_results, take_results
 
         taken = await self._redis("reading results", take_results, list(self.outstanding))
+        again: list[_Chunk] = []
         for task_id, result in taken.items():
-            self._write(self.outstanding.pop(task_id), result)
+            chunk = self.outstanding.pop(task_id)
+            failed = result.rows is None or len(result.rows) != len(chunk.jobs)
+            if failed and chunk.resends < MAX_RESENDS and self.signum is None:
+                # Safe to run again: the journal answers for every job of it that ran.
+                chunk.resends += 1
+                say(f"a chunk failed in the worker ({result.error}); sending it again", "yellow")
+                again.append(chunk)  # keeps its place in the window
+                continue
+            self._write(chunk, result)
             self.window.release()
+        if taken:
+            await self._redis("deleting results", forget_results, list(taken))
+        for chunk in again:
+            await self._kiq(chunk)
         return len(taken)
 
     async def _nap(self, seconds: float) -> None:

@@ -14,7 +14,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from taskiq_redis import RedisStreamBroker
 
-__all__ = ["ChunkResult", "queue_state", "take_results"]
+__all__ = ["ChunkResult", "forget_results", "queue_state", "take_results"]
 
 
 @attrs.frozen
@@ -46,11 +46,9 @@ def _parse_result(raw: bytes) -> ChunkResult:
 
 
 async def take_results(broker: RedisStreamBroker, task_ids: list[str]) -> dict[str, ChunkResult]:
-    """The results ready among ``task_ids``, read and deleted in one round trip (``GETDEL``).
-
-    A driver killed before writing the rows it took loses nothing: its rerun sends those jobs
-    again and the journal answers with their stored rows.
-    """
+    """The results ready among ``task_ids``, read in one round trip (``GET``: safe to retry,
+    unlike ``GETDEL`` whose lost reply would lose the rows). :func:`forget_results` deletes
+    them once they are written."""
     if not task_ids:
         return {}
     async with (
@@ -58,9 +56,21 @@ async def take_results(broker: RedisStreamBroker, task_ids: list[str]) -> dict[s
         conn.pipeline(transaction=False) as pipe,
     ):
         for task_id in task_ids:
-            pipe.getdel(f"{broker.queue_name}:result:{task_id}")
+            pipe.get(_result_key(broker, task_id))
         raws = await pipe.execute()
     return {t: _parse_result(raw) for t, raw in zip(task_ids, raws, strict=True) if raw}
+
+
+async def forget_results(broker: RedisStreamBroker, task_ids: list[str]) -> None:
+    """Delete results the driver has written (a driver killed before this leaves them to
+    expire: its rerun uses new task ids and the journal answers)."""
+    if task_ids:
+        async with Redis(connection_pool=broker.connection_pool) as conn:
+            await conn.delete(*(_result_key(broker, t) for t in task_ids))
+
+
+def _result_key(broker: RedisStreamBroker, task_id: str) -> str:
+    return f"{broker.queue_name}:result:{task_id}"
 
 
 async def queue_state(broker: RedisStreamBroker) -> Literal["gone", "busy", "idle"]:

@@ -33,15 +33,22 @@ TRANSIENT = (redis_errors.ConnectionError, redis_errors.TimeoutError, TimeoutErr
 
 
 def safe_url(url: str) -> str:
-    """``url`` without its password (what error messages may show)."""
+    """``url`` without its password, in the user part or in the query (``?password=``, which
+    redis-py also reads): what error messages may show."""
     parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
+    if parts.password is None and "password=" not in parts.query.lower():
         return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else "***@"
-    return urllib.parse.urlunsplit(parts._replace(netloc=user + host))
+    if parts.query:
+        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        masked = [(k, "***" if k.lower() == "password" else v) for k, v in query]
+        parts = parts._replace(query=urllib.parse.urlencode(masked, safe="*"))
+    if parts.password is not None:
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+        user = f"{parts.username}:***@" if parts.username else "***@"
+        parts = parts._replace(netloc=user + host)
+    return urllib.parse.urlunsplit(parts)
 
 
 async def through_outage(
@@ -60,10 +67,14 @@ async def through_outage(
     """
 
     def give_up(details: Any) -> None:
+        exc = details["exception"]
+        why = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, redis_errors.AuthenticationError):
+            raise CoordinatorError(f"Redis at {safe_url(url)} refused {what}: {why}") from exc
         raise CoordinatorError(
             f"Redis at {safe_url(url)} unreachable for {details['elapsed']:.1f} s while "
-            f"{what}: {type(details['exception']).__name__}: {details['exception']}"
-        ) from details["exception"]
+            f"{what}: {why}"
+        ) from exc
 
     def retrying(details: Any) -> None:
         if on_retry is not None:
@@ -72,6 +83,8 @@ async def through_outage(
     @backoff.on_exception(
         backoff.expo,
         TRANSIENT,
+        # A refused password is a ConnectionError to redis-py, but waiting will not fix it.
+        giveup=lambda exc: isinstance(exc, redis_errors.AuthenticationError),
         max_time=max_time,
         max_value=1.0,
         factor=0.05,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
@@ -33,6 +34,7 @@ from typing import Any
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from taskiq import AckableMessage, TaskiqEvents
+from taskiq.exceptions import SendTaskError
 from taskiq.receiver import Receiver
 from taskiq.result import TaskiqResult
 from taskiq.serializers import JSONSerializer
@@ -40,7 +42,7 @@ from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 
 from ..client import AlloyClient
 from ..errors import CoordinatorError
-from ._driver import ChunkResult, queue_state, take_results
+from ._driver import ChunkResult, forget_results, queue_state, take_results
 from ._redis import TRANSIENT, safe_url, through_outage
 from .chunk import run_chunk
 from .coordinator import RedisCoordinator
@@ -49,12 +51,15 @@ __all__ = [
     "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_QUEUE",
     "DEFAULT_RESULT_TTL",
+    "OP_TIMEOUT",
     "TASK_NAME",
     "TRANSIENT",
     "UNAVAILABLE",
     "ChunkBroker",
     "ChunkResult",
+    "forget_results",
     "ChunkRunner",
+    "SendTaskError",
     "make_broker",
     "queue_state",
     "safe_url",
@@ -68,6 +73,10 @@ log = logging.getLogger("alloy_async.distributed")
 #: Seconds a worker keeps trying to store a result or ack a chunk while Redis is unreachable
 #: (a restart is a pause); the driver waits as long for Redis before it stops.
 UNAVAILABLE = 30.0
+#: Seconds one Redis command may take before it counts as failed (and is retried).
+OP_TIMEOUT = 10.0
+#: Set in a message's task when its result could not be stored (read by its ack).
+_UNSAVED: contextvars.ContextVar[bool] = contextvars.ContextVar("alloy_unsaved", default=False)
 
 TASK_NAME = "alloy_async.execute_chunk"
 DEFAULT_QUEUE = "alloy-async"
@@ -107,6 +116,7 @@ class ChunkBroker(RedisStreamBroker):
         #: and no results, so they go to another worker.
         self.cut_short = False
         self._heartbeat: asyncio.Task[None] | None = None
+        self._claim_from: bytes | str = "0-0"  # XAUTOCLAIM's cursor
 
     async def startup(self) -> None:
         """Create the consumer group (at ``$``: a sender must start up before it sends too)
@@ -143,12 +153,18 @@ class ChunkBroker(RedisStreamBroker):
                 try:
                     batch = await self._fetch(conn)
                 except redis_errors.ResponseError as exc:
-                    if "NOGROUP" not in str(exc):
-                        raise
-                    # Redis lost the stream (restarted without its data): declare it again.
-                    log.warning("the queue's consumer group is gone; creating it again")
-                    with contextlib.suppress(*TRANSIENT):
-                        await self._declare_consumer_group()
+                    if "NOGROUP" in str(exc):
+                        # Redis lost the stream (restarted without its data): declare it again,
+                        # from the start of whatever was sent since.
+                        log.warning("the queue's consumer group is gone; creating it again")
+                        with contextlib.suppress(redis_errors.ResponseError, *TRANSIENT):
+                            await conn.xgroup_create(
+                                self.queue_name, self.consumer_group_name, id="0", mkstream=True
+                            )
+                        continue
+                    # READONLY after a failover, MISCONF while it cannot persist: wait it out.
+                    log.warning("Redis refused to serve the queue (%s); retrying in 1 s", exc)
+                    await asyncio.sleep(1.0)
                     continue
                 except TRANSIENT as exc:
                     log.warning("Redis unreachable (%s); retrying in 1 s", type(exc).__name__)
@@ -159,13 +175,23 @@ class ChunkBroker(RedisStreamBroker):
                     yield AckableMessage(data=fields.get(b"data", b""), ack=self._acker(msg_id))
 
     async def _fetch(self, conn: Redis) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        # Bounded: with socket_timeout=None a command to a host that vanished never returns.
+        async with asyncio.timeout(OP_TIMEOUT + (self.block or 0) / 1000):
+            return await self._read_batch(conn)
+
+    async def _read_batch(self, conn: Redis) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        # The scan goes on from where the last one stopped (XAUTOCLAIM looks at a bounded
+        # number of pending entries per call): a dead worker's chunks behind many live ones
+        # are found within a few passes.
         claimed = await conn.xautoclaim(
             self.queue_name,
             self.consumer_group_name,
             self.consumer_name,
             min_idle_time=self.idle_timeout,
+            start_id=self._claim_from,
             count=self.count or 1,
         )
+        self._claim_from = claimed[0]
         batch: list[tuple[bytes, dict[bytes, bytes]]] = [
             (i, f) for i, f in claimed[1] if f is not None
         ]
@@ -195,9 +221,18 @@ class ChunkBroker(RedisStreamBroker):
         async def ack() -> None:
             if self.cut_short:
                 return
+            if _UNSAVED.get():
+                # Its result could not be stored: not acked, not renewed, so another worker
+                # runs it again after the idle timeout (the journal answers; nothing is sent).
+                self.held.discard(msg_id)
+                return
             try:
                 await through_outage(
-                    "acking a chunk", xack_xdel, url=self.url, max_time=UNAVAILABLE
+                    "acking a chunk",
+                    xack_xdel,
+                    url=self.url,
+                    max_time=UNAVAILABLE,
+                    op_timeout=OP_TIMEOUT,
                 )
             except CoordinatorError as exc:
                 # Not renewed any more: after the idle timeout another worker takes it over
@@ -217,10 +252,11 @@ class ChunkBroker(RedisStreamBroker):
                 if not ids:
                     continue
                 try:
-                    kept = await touch(
-                        keys=[self.queue_name],
-                        args=[self.consumer_group_name, self.consumer_name, *ids],
-                    )
+                    async with asyncio.timeout(OP_TIMEOUT):
+                        kept = await touch(
+                            keys=[self.queue_name],
+                            args=[self.consumer_group_name, self.consumer_name, *ids],
+                        )
                 except (redis_errors.RedisError, OSError) as exc:
                     log.warning("heartbeat failed (%s); retrying", type(exc).__name__)
                     continue
@@ -244,9 +280,19 @@ class _Results(RedisAsyncResultBackend[Any]):
         if self._broker.cut_short:
             return
         save = super().set_result
-        await through_outage(
-            "storing a result", save, task_id, result, url=self._broker.url, max_time=UNAVAILABLE
-        )
+        try:
+            await through_outage(
+                "storing a result",
+                save,
+                task_id,
+                result,
+                url=self._broker.url,
+                max_time=UNAVAILABLE,
+                op_timeout=OP_TIMEOUT,
+            )
+        except CoordinatorError:
+            _UNSAVED.set(True)  # taskiq acks anyway; our ack (same task) reads this
+            raise
 
 
 def make_broker(
@@ -260,14 +306,16 @@ def make_broker(
     """The broker on ``url`` (its stream: ``queue``) with its JSON result backend and the
     ``execute_chunk`` task. ``idle_timeout``: seconds before a chunk held by a dead worker goes
     to another one; ``result_ttl``: seconds a result no driver read stays; ``runner``: what
-    runs the chunks, in a worker (which reads ``runner.chunks_at_once`` messages at a time).
+    runs the chunks, in a worker (``runner.chunks_at_once`` at a time).
     """
     broker = ChunkBroker(
         url,
         queue_name=queue,
         consumer_group_name=queue,
         idle_timeout=max(1, round(idle_timeout * 1000)),
-        xread_count=runner.chunks_at_once if runner is not None else 1,
+        # One message per read: the receiver asks for one whenever a chunk slot is free; a
+        # second one read early would wait here, renewed, while another worker sits idle.
+        xread_count=1,
         maxlen=DEFAULT_MAXLEN,
         socket_timeout=None,
     )
