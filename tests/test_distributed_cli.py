@@ -518,3 +518,38 @@ async def test_a_chunk_whose_result_cannot_be_stored_is_not_acked_and_goes_elsew
         await held.aclose()
         await holder.shutdown()
         await raw.aclose()
+
+
+async def test_a_long_lived_worker_closes_the_coordinators_of_runs_gone_idle(
+    redis_server: RedisServer,
+) -> None:
+    """One coordinator (a Redis client, a subscriber, a writer, a renewer) per run a worker
+    has served would pile up in a worker that lives for weeks: idle ones beyond KEEP_IDLE are
+    closed, least recently used first, and a run that comes back gets a new one."""
+    from test_redis_coordinator import _fake
+
+    from alloy_async.distributed._runner import KEEP_IDLE, ChunkRunner
+
+    fake, user, cred = _fake()
+    runner = ChunkRunner(redis_server.url, fake.client, concurrency=4)
+    try:
+        namespaces = [f"run{i}" for i in range(KEEP_IDLE + 3)]
+        for ns in namespaces:
+            job = {
+                "connectorId": "slack",
+                "actionId": "chat_postMessage",
+                "credentialId": cred,
+                "userId": user,
+                "key": f"{ns}-k",
+                "requestBody": {"channel": "C", "text": ns},
+            }
+            rows = await runner.run(ns, [job], {})
+            assert rows[0]["ok"], rows
+        open_now = [ns for ns, _ in runner._coords]
+        assert open_now == namespaces[-KEEP_IDLE:]  # the most recent ones, in use order
+        rows = await runner.run(namespaces[0], [job | {"key": "again"}], {})  # comes back
+        assert rows[0]["ok"] and len(runner._coords) == KEEP_IDLE
+        assert [ns for ns, _ in runner._coords][-1] == namespaces[0]
+    finally:
+        await runner.aclose()
+    assert len(fake.executions) == len(namespaces) + 1
