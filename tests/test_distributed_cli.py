@@ -264,6 +264,38 @@ def test_redis_killed_and_restarted_mid_run_is_a_pause_and_nothing_runs_twice(
     assert workers.stop() == [0, 0]  # both workers lived through it
 
 
+def test_a_chunk_lost_while_other_chunks_keep_the_queue_busy_is_sent_again(
+    workers: Workers, sandbox: Sandbox, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A chunk whose stream entry left the queue without a result (acked, or trimmed) is sent
+    again even while the queue is busy with other chunks (here: this run's other chunk, with
+    no worker yet), instead of the driver waiting for ever."""
+    jobs, out = tmp_path / "jobs.jsonl", tmp_path / "out.jsonl"
+    keys = write_jobs(jobs, sandbox, "lost", n=100)  # two chunks of 50
+    run = driver(redis_server.url, jobs, out, "lost")
+    with redis_server.client() as raw:
+        try:
+            wait_for("both chunks queued", lambda: raw.xlen("alloy-async") == 2)
+            first = raw.xrange("alloy-async")[0][0]
+            raw.xdel("alloy-async", first)  # lost: gone from the queue, no result
+            # The driver looks after 15 s without a row; the other chunk keeps it "busy".
+            wait_for(
+                "the lost chunk sent again",
+                lambda: raw.xlen("alloy-async") == 2 and raw.xrange("alloy-async")[0][0] != first,
+            )
+            workers.start()
+            code, err = finish(run)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.communicate()
+    assert code == 0, err
+    assert "sending them again" in err
+    one_line_per_job(lines(out), keys)
+    done = executed(sandbox, "lost")
+    assert set(done) == keys and max(done.values()) == 1
+
+
 def test_limits_hold_across_workers(
     workers: Workers, sandbox: Sandbox, redis_server: RedisServer, tmp_path: Path
 ) -> None:

@@ -7,6 +7,7 @@ always exists before the engine journals it (see :func:`write_outcomes`).
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any, TextIO
 
 import click
@@ -21,7 +22,7 @@ from ..models import ExecuteJob
 from ._bulk_options import BulkOptions, BulkUsageError
 from ._common import err_console, say
 
-__all__ = ["dumps_line", "outcome_json", "write_outcomes"]
+__all__ = ["dumps_line", "keys_in_out", "outcome_json", "write_outcomes"]
 
 
 async def write_outcomes(
@@ -126,3 +127,26 @@ def _settled_state(row: dict[str, Any]) -> State | None:
     if error.get("type") in _NOT_HANDLED or error.get("status") == 503:
         return None
     return "failed"
+
+
+def keys_in_out(path: str) -> tuple[set[str], bool]:
+    """The keys ``--out`` already has a line for, and whether its last line is torn (a run
+    killed mid-write): the first new line then starts on a line of its own."""
+    keys: set[str] = set()
+    if path == "-" or not os.path.isfile(path):
+        return keys, False
+    last = b"\n"
+    try:
+        with open(path, "rb") as lines:
+            for raw in lines:
+                last = raw
+                try:
+                    row = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    continue  # a torn line is no outcome
+                key = row.get("key") if isinstance(row, dict) else None
+                if isinstance(key, str):
+                    keys.add(key)
+    except OSError as exc:
+        raise BulkUsageError(f"cannot read --out {path!r}: {exc.strerror or exc}") from None
+    return keys, not last.endswith(b"\n")

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import attrs
 import click
-import orjson
 from rich.progress import Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from ..engine.rows import dumps_line
@@ -35,6 +34,7 @@ from ._bulk_options import (
     check_redis,
     run_on_files,
 )
+from ._bulk_output import keys_in_out
 from ._common import err_console, say
 
 if TYPE_CHECKING:
@@ -72,33 +72,10 @@ def run_redis_bulk(opts: BulkOptions, where: RedisOptions) -> int:
         raise BulkUsageError(
             f"--redis needs the taskiq extra: pip install 'alloy-async[taskiq]' ({exc})"
         ) from None
-    done, torn = _read_out(opts.out_path)
+    done, torn = keys_in_out(opts.out_path)
     return run_on_files(
         opts, lambda fd, close_fd, out: _Driver(opts, where, out, done, torn).main(fd, close_fd)
     )
-
-
-def _read_out(path: str) -> tuple[set[str], bool]:
-    """The keys ``--out`` already has a line for, and whether its last line is torn (a run
-    killed mid-write): the first new line then starts on a line of its own."""
-    keys: set[str] = set()
-    if path == "-" or not os.path.isfile(path):
-        return keys, False
-    last = b"\n"
-    try:
-        with open(path, "rb") as lines:
-            for raw in lines:
-                last = raw
-                try:
-                    row = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    continue  # a torn line is no outcome
-                key = row.get("key") if isinstance(row, dict) else None
-                if isinstance(key, str):
-                    keys.add(key)
-    except OSError as exc:
-        raise BulkUsageError(f"cannot read --out {path!r}: {exc.strerror or exc}") from None
-    return keys, not last.endswith(b"\n")
 
 
 _OPTIONAL = {
@@ -127,6 +104,7 @@ def _job_mapping(job: ExecuteJob, line: int) -> dict[str, Any]:
 class _Chunk:
     jobs: list[dict[str, Any]]  # kept to send again if the queue loses the chunk
     resends: int = 0
+    entry: bytes | str | None = None  # its stream entry (an ack deletes it)
 
 
 @attrs.define
@@ -319,6 +297,7 @@ class _Driver:
                 raise (exc.__cause__ or exc) from None
 
         task = await self._redis("sending", send)
+        chunk.entry = self.broker.entries.pop(task.task_id, None)
         self.outstanding[task.task_id] = chunk
         self.wake.set()
 
@@ -419,7 +398,7 @@ class _Driver:
 
     async def _look_if_stalled(self) -> None:
         """No row for a while: chunks the queue lost are sent again; else say we wait."""
-        from ..distributed.taskiq import queue_state
+        from ..distributed.taskiq import entries_gone, queue_state
 
         now = time.monotonic()
         if now - self.last_row < STALL or now - self.last_look < STALL:
@@ -427,7 +406,11 @@ class _Driver:
         self.last_look = now
         before = set(self.outstanding)  # a chunk sent after the look is not judged by it
         state = await self._redis("looking at the queue", queue_state)
-        if state == "busy":
+        if state == "busy":  # maybe other runs' chunks: look for ours one by one
+            mine = [(t, c.entry) for t, c in self.outstanding.items() if c.entry is not None]
+            gone = await self._redis("looking at the queue", entries_gone, [e for _, e in mine])
+            before &= {t for (t, _), g in zip(mine, gone, strict=True) if g}
+        if state == "busy" and not before:
             say(
                 f"waiting: {len(self.outstanding)} chunk(s) queued or running, no row for "
                 f"{now - self.last_row:.0f} s (are workers running on queue "
@@ -437,9 +420,9 @@ class _Driver:
             return
         if state == "gone":  # Redis restarted without its data, or the stream was deleted
             await self.broker.startup()
-        # Nothing queued, nothing running: results taken now were stored before their ack;
-        # a chunk still without one was lost, and is sent again (the journal answers for
-        # whatever of it already ran).
+        # Nothing queued and nothing running (or these chunks' entries acked): results taken
+        # now were stored before their ack; a chunk still without one was lost, and is sent
+        # again (the journal answers for whatever of it already ran).
         await self._take()
         lost = [(task_id, c) for task_id, c in self.outstanding.items() if task_id in before]
         if lost:

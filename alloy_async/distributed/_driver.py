@@ -14,7 +14,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from taskiq_redis import RedisStreamBroker
 
-__all__ = ["ChunkResult", "forget_results", "queue_state", "take_results"]
+__all__ = ["ChunkResult", "entries_gone", "forget_results", "queue_state", "take_results"]
 
 
 @attrs.frozen
@@ -91,3 +91,18 @@ async def queue_state(broker: RedisStreamBroker) -> Literal["gone", "busy", "idl
         return "gone"
     queued = stream["length"] > 0 and group["last-delivered-id"] != stream["last-generated-id"]
     return "busy" if queued or group["pending"] else "idle"
+
+
+async def entries_gone(broker: RedisStreamBroker, entries: list[bytes | str]) -> list[bool]:
+    """For each stream entry, whether it left the stream (acked: its worker is done with it,
+    and its result, if it has one, was stored before), in one round trip."""
+    if not entries:
+        return []
+    async with (
+        Redis(connection_pool=broker.connection_pool) as conn,
+        conn.pipeline(transaction=False) as pipe,
+    ):
+        for entry in entries:
+            pipe.xrange(broker.queue_name, entry, entry, count=1)
+        found = await pipe.execute()
+    return [not rows for rows in found]

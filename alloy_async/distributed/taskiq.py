@@ -32,7 +32,7 @@ from typing import Any
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
-from taskiq import AckableMessage, TaskiqEvents
+from taskiq import AckableMessage, BrokerMessage, TaskiqEvents
 from taskiq.exceptions import SendTaskError
 from taskiq.receiver import Receiver
 from taskiq.result import TaskiqResult
@@ -40,7 +40,7 @@ from taskiq.serializers import JSONSerializer
 from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 
 from ..errors import CoordinatorError
-from ._driver import ChunkResult, forget_results, queue_state, take_results
+from ._driver import ChunkResult, entries_gone, forget_results, queue_state, take_results
 from ._redis import TRANSIENT, safe_url, through_outage
 from ._runner import ChunkRunner
 
@@ -54,6 +54,7 @@ __all__ = [
     "UNAVAILABLE",
     "ChunkBroker",
     "ChunkResult",
+    "entries_gone",
     "forget_results",
     "ChunkRunner",
     "SendTaskError",
@@ -114,6 +115,8 @@ class ChunkBroker(RedisStreamBroker):
         self.cut_short = False
         self._heartbeat: asyncio.Task[None] | None = None
         self._claim_from: bytes | str = "0-0"  # XAUTOCLAIM's cursor
+        #: task id -> stream entry of the messages this broker sent (the driver takes them)
+        self.entries: dict[str, bytes | str] = {}
 
     async def startup(self) -> None:
         """Create the consumer group (at ``$``: a sender must start up before it sends too)
@@ -141,6 +144,15 @@ class ChunkBroker(RedisStreamBroker):
                     if not await conn.xpending_range(*group, "-", "+", 1, self.consumer_name):
                         await conn.xgroup_delconsumer(*group, self.consumer_name)
         await super().shutdown()
+
+    async def kick(self, message: BrokerMessage) -> None:
+        """Queue a message (as the stock broker does), keeping its stream entry id."""
+        queue = message.labels.get("queue_name") or self.queue_name
+        async with Redis(connection_pool=self.connection_pool) as conn:
+            entry = await conn.xadd(
+                queue, {b"data": message.message}, maxlen=self.maxlen, approximate=self.approximate
+            )
+        self.entries[message.task_id] = entry
 
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
         """Messages for this worker: first those a dead worker left (idle past
