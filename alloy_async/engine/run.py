@@ -42,7 +42,7 @@ from ..errors import (
 from ..models.bulk import BulkReport, ExecuteJob, JobOutcome
 from .admission import Admission, locate
 from .coordinator import CoolDown, Coordinator, KeyedSlots, RateBudget, Verdict
-from .dispatch import Dispatch
+from .dispatch import Bell, Dispatch
 from .journal import Journal
 from .outcomes import OutcomeChannel, Tally, journal_state
 from .scheduler import Slot
@@ -79,7 +79,7 @@ class BulkRun:
             tally=self._tally,
         )
         self._out: OutcomeChannel | None = None
-        self._wake = asyncio.Event()
+        self._wake = Bell()
         self._d = Dispatch(coordinator, self._wake)
         self._sched = self._d.sched
         self._room = asyncio.Event()
@@ -152,7 +152,7 @@ class BulkRun:
         if not self._flow.stopping:
             self._flow.stopping = True
             self._tally.stop_reason = reason
-            self._wake.set()
+            self._wake.ring_all()
             self._room.set()
         # A worker waiting for a rate permit has sent nothing: it must not send after a stop.
         for task in list(self._permit_waiters):
@@ -282,7 +282,7 @@ class BulkRun:
             self._stop(f"reading the jobs failed: {type(exc).__name__}: {exc}")
         finally:
             self._flow.source_done = True
-            self._wake.set()
+            self._wake.ring_all()
 
     async def _accept(self, raw: ExecuteJob | Mapping[str, Any]) -> bool:
         """Queue one job; True when dispatch has stopped and reading should end."""
@@ -301,7 +301,7 @@ class BulkRun:
             self._sched.add_decided(slot)
         else:
             self._sched.add(slot)
-        self._wake.set()
+        self._wake.ring()
         # A sync iterable never yields otherwise: let the workers start on what is queued.
         if flow.next_index % 256 == 0:
             await asyncio.sleep(0)
@@ -323,9 +323,9 @@ class BulkRun:
                         self._sched.retry_all()
                         await asyncio.sleep(0.05)
                         continue
-                    self._wake.clear()
                     await self._wake.wait()
                     continue
+                self._wake.ring()  # the chain: another idle worker may find a job too
                 flow.buffered -= 1
                 self._room.set()
                 flow.in_flight += 1
@@ -341,7 +341,7 @@ class BulkRun:
             self._stop(f"{type(exc).__name__}: {exc}")
         finally:
             flow.live_workers -= 1
-            self._wake.set()
+            self._wake.ring_all()
             if flow.live_workers == 0 and not flow.closed:
                 self._tally.not_dispatched += flow.buffered
                 flow.buffered = 0
