@@ -203,8 +203,9 @@ def build_request(
     headers = Headers(defaults.base_headers)
     uid = user_id if user_id is not None else defaults.user_id
     if uid is not None:
-        if type(uid) is not str or uid not in _GOOD_USER_IDS:
-            _check_user_id(uid)
+        if not isinstance(uid, str):
+            raise InvalidRequestError("user_id must be a non-empty string", field="user_id")
+        _check_user_id(uid)
         headers["x-alloy-userid"] = uid
     body: bytes | None = None
     if extra_body:
@@ -235,18 +236,14 @@ def build_request(
     )
 
 
-#: User ids already checked (a bulk run sends the same few thousand over and over); bounded.
-_GOOD_USER_IDS: set[str] = set()
-
-
-def _check_user_id(uid: object) -> None:
-    if not isinstance(uid, str) or not uid or uid.isspace():
+@functools.lru_cache(maxsize=65_536)
+def _check_user_id(uid: str) -> None:
+    """Raise for a bad user id. Memoised: a bulk run sends the same few thousand over and
+    over, and only good ones are remembered (an error is raised, never cached)."""
+    if not uid or uid.isspace():
         raise InvalidRequestError("user_id must be a non-empty string", field="user_id")
     if not header_value_ok(uid):
         check_header("x-alloy-userid", uid)  # raises, naming the header
-    if len(_GOOD_USER_IDS) >= 65_536:
-        _GOOD_USER_IDS.clear()
-    _GOOD_USER_IDS.add(uid)
 
 
 #: Body keys of the documented requests -> the argument the caller gave them as.

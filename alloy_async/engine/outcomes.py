@@ -75,13 +75,9 @@ class Tally:
 
     def count(self, error: BaseException | None, attempts: int, throttled: float) -> None:
         """Count one finished job."""
-        if error is None:
-            self.succeeded += 1
-        else:
-            if isinstance(error, OutcomeUnknownError):
-                self.outcome_unknown += 1
-            else:
-                self.failed += 1
+        kind = kind_of(error)
+        setattr(self, kind, getattr(self, kind) + 1)
+        if error is not None:
             name = type(error).__name__
             self.by_error[name] = self.by_error.get(name, 0) + 1
         self.attempts += attempts
