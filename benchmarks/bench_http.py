@@ -315,17 +315,24 @@ async def run_all(
     alloy = AlloyClient(api_key=sb.api_key, base_url=sb.url, max_connections=conc)
     raw = _session(conc)
     g_name, e_name = f"gather+semaphore (conc 256){tag}", f"SDK execute_many (conc 256){tag}"
+    # The ceiling of P2: 256 long-lived tasks sending the same POSTs with raw aiohttp (no
+    # fairness, caps, limiter, journal or outcome stream). execute_many cannot beat gather by
+    # more than this pool does.
+    p_name = f"raw aiohttp pool (conc 256){tag}"
     try:
         m = await _compare(
             sb,
-            {g_name: gather_runner(raw, sb, conc), e_name: sdk_many_runner(alloy, sb, conc)},
-            {g_name: n2, e_name: n2},
+            {g_name: gather_runner(raw, sb, conc), e_name: sdk_many_runner(alloy, sb, conc),
+             p_name: raw_runner(raw, sb, conc)},
+            {g_name: n2, e_name: n2, p_name: n2},
             rounds,
-        )
+        )  # fmt: skip
     finally:
         await alloy.aclose()
         await raw.close()
     out["many_vs_gather"] = _ratios(m[g_name], m[e_name])
+    out["pool_vs_gather"] = _ratios(m[g_name], m[p_name])
+    out["many_vs_pool"] = _ratios(m[p_name], m[e_name])
     return out
 
 

@@ -75,6 +75,13 @@ class Tally:
 
     def count(self, error: BaseException | None, attempts: int, throttled: float) -> None:
         """Count one finished job."""
+        if error is None:  # the common case, without kind_of's look-ups
+            self.succeeded += 1
+            self.attempts += attempts
+            if attempts > 1:
+                self.retries += attempts - 1
+            self.throttled += throttled
+            return
         kind = kind_of(error)
         setattr(self, kind, getattr(self, kind) + 1)
         if error is not None:
@@ -140,6 +147,14 @@ class OutcomeChannel:
             await queue.put(entry)
         else:
             queue.put_nowait(entry)  # no coroutine to create on the common path
+
+    def offer(self, entry: Entry) -> bool:
+        """Hand an outcome on if there is room now (True); else :meth:`put` must wait."""
+        queue = self._queue
+        if queue.full():
+            return False
+        queue.put_nowait(entry)
+        return True
 
     def put_late(self, entry: Entry) -> None:
         """Hand on the outcome of a call given up at a stop (from a worker being cancelled)."""

@@ -44,7 +44,7 @@ from .admission import Admission, locate
 from .coordinator import CoolDown, Coordinator, KeyedSlots, RateBudget, Verdict
 from .dispatch import Bell, Dispatch
 from .journal import Journal
-from .outcomes import OutcomeChannel, Tally, journal_state
+from .outcomes import Entry, OutcomeChannel, Tally, journal_state
 from .scheduler import Slot
 from .state import ExecuteOne, Flow, Jobs, Settings
 
@@ -309,6 +309,11 @@ class BulkRun:
 
     async def _work(self) -> None:
         flow = self._flow
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        # One CallStats per worker, reset after each job: nothing keeps it past its call.
+        stats = CallStats()
         try:
             while True:
                 slot = None if flow.stopping else self._sched.pick(self._d.try_start)
@@ -331,9 +336,11 @@ class BulkRun:
                 flow.in_flight += 1
                 try:
                     if slot.preset is not None:
-                        await self._emit(slot, None, slot.preset, 0.0)
+                        await self._put(self._entry(slot, None, slot.preset, 0.0, True))
                     else:
-                        await self._call(slot)
+                        await self._call(slot, stats, loop, task)
+                        stats.attempts = 0
+                        stats.throttled = 0.0
                 finally:
                     flow.in_flight -= 1
         except Exception as exc:  # a bug in stop_when or scope: end the run, raise it after
@@ -348,11 +355,9 @@ class BulkRun:
                 assert self._out is not None
                 self._out.close()
 
-    async def _call(self, slot: Slot) -> None:
-        stats = CallStats()
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
+    async def _call(
+        self, slot: Slot, stats: CallStats, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]
+    ) -> None:
         journal = self._admission.journal if slot.key is not None else None
         sent = intended = False
         error: BaseException | None = None
@@ -382,7 +387,7 @@ class BulkRun:
                 self._admission.claimed.discard(slot.key)
                 what = "coordinator" if isinstance(exc, CoordinatorError) else "journal"
                 self._stop(f"the {what} failed: {exc}")
-                await self._emit(slot, None, exc, 0.0, journaled=False)
+                await self._put(self._entry(slot, None, exc, 0.0, False))
                 return
             if found is not None:
                 self._d.release(slot, None)
@@ -422,9 +427,11 @@ class BulkRun:
                 self._sched.requeue(slot)  # parks on the scope until its cool-down ends
                 return
         self._d.release(slot, error is None)
-        if isinstance(error, InvalidRequestError):  # refused before sending: say which job
-            error = locate(error, slot.index)
-        await self._emit(slot, result, error, loop.time() - started)
+        if error is not None and isinstance(error, InvalidRequestError):
+            error = locate(error, slot.index)  # refused before sending: say which job
+        entry = self._entry(slot, result, error, loop.time() - started, True)
+        if not self._out.offer(entry):  # type: ignore[union-attr]  # no coroutine when room
+            await self._put(entry)
 
     async def _elsewhere(self, slot: Slot, found: Verdict | tuple[str, str]) -> None:
         """Another process has ``slot``: its key (a verdict) or a shared cap (a key)."""
@@ -437,7 +444,7 @@ class BulkRun:
                 "the run that wrote this job's intent stopped while it may have been in "
                 "flight; it is not sent again"
             )
-            await self._emit(slot, None, unknown, 0.0)
+            await self._put(self._entry(slot, None, unknown, 0.0, True))
             return
         self._admission.claimed.discard(slot.key)
         self._tally.skipped += 1
@@ -463,29 +470,25 @@ class BulkRun:
             assert self._out is not None
             self._out.put_late((slot.index, outcome, slot.key, "outcome_unknown"))
 
-    async def _emit(
-        self,
-        slot: Slot,
-        result: Any,
-        error: BaseException | None,
-        elapsed: float,
-        *,
-        journaled: bool = True,
-    ) -> None:
+    def _entry(
+        self, slot: Slot, result: Any, error: BaseException | None, elapsed: float, journaled: bool
+    ) -> Entry:
+        """Count one finished job and make its outcome (``stop_when`` sees it counted)."""
         self._tally.count(error, slot.attempts, slot.throttled)
         outcome = JobOutcome(
-            job=slot.job, ok=error is None, result=result, error=error, attempts=slot.attempts,
-            elapsed=elapsed, index=slot.index,
-        )  # fmt: skip
-        key = slot.key if journaled else None
+            slot.job, error is None, result, error, slot.attempts, elapsed, slot.index
+        )  # positional: this is once per job
         stop_when = self._s.stop_when
         if stop_when is not None and not self._flow.stopping and stop_when(self.report):
             self._stop(f"stop_when returned True after {self._tally.finished} outcomes")
+        state = "succeeded" if error is None else journal_state(error)
+        return (slot.index, outcome, slot.key if journaled else None, state)
+
+    async def _put(self, entry: Entry) -> None:
         assert self._out is not None
-        entry = (slot.index, outcome, key, journal_state(error))
         try:
             await self._out.put(entry)
         except asyncio.CancelledError:  # closed while the consumer was behind: journal it
             with contextlib.suppress(JournalError):
-                self._admission.taken(key, entry[3])
+                self._admission.taken(entry[2], entry[3])
             raise
