@@ -10,16 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import platform
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 import backoff
 
+from ._call import (
+    _NOT_HANDLED_5XX,
+    CallStats,
+    _Call,
+    _error_extra,
+    _final_error,
+    _gone,
+    _log_extra,
+    _Retry,
+    _retry_delay,
+)
+from ._env import configure_logging_from_env, logger, user_agent
 from ._http import IDEMPOTENT_METHODS, Headers, Request, Response, bind_loop
-from ._version import __version__
 from ._wire import (
     build_request,
     common_headers,
@@ -36,6 +45,7 @@ from .errors import (
     OutcomeUnknownError,
     RateLimitError,
 )
+from .observability.base import CallInfo, Observer
 from .retry import RetryPolicy
 from .transports.base import Transport
 
@@ -43,10 +53,10 @@ __all__ = [
     "CallStats",
     "Requester",
     "ThrottleListener",
+    "configure_logging_from_env",
     "logger",
+    "user_agent",
 ]
-
-logger = logging.getLogger("alloy_async")
 
 #: Called with (scope key, seconds) whenever the API throttles: lets limiters cool a scope.
 ThrottleListener = Callable[[str, float | None], None]
@@ -58,41 +68,6 @@ _BACKSTOP = 0.5
 _SENSITIVE_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "x-alloy-user-token", "cookie"}
 )
-
-
-def _user_agent() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        aiohttp_version = version("aiohttp")
-    except PackageNotFoundError:  # pragma: no cover - aiohttp is a dependency
-        aiohttp_version = "unknown"
-    return f"alloy-async/{__version__} python/{platform.python_version()} aiohttp/{aiohttp_version}"
-
-
-_USER_AGENT: str | None = None
-
-
-def user_agent() -> str:
-    """The ``User-Agent`` every request carries (computed once)."""
-    global _USER_AGENT
-    if _USER_AGENT is None:
-        _USER_AGENT = _user_agent()
-    return _USER_AGENT
-
-
-def configure_logging_from_env() -> None:
-    """``ALLOY_LOG=debug|info`` attaches a stderr handler to the ``alloy_async`` logger."""
-    level = os.environ.get("ALLOY_LOG", "").strip().lower()
-    if level not in ("debug", "info") or any(
-        getattr(h, "_alloy_env", False) for h in logger.handlers
-    ):
-        return
-    handler = logging.StreamHandler()
-    handler._alloy_env = True  # type: ignore[attr-defined]
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if level == "debug" else logging.INFO)
 
 
 @attrs.define(slots=True)
@@ -112,49 +87,6 @@ class _Shared:
         self.loop = bind_loop(self.loop, "this AlloyClient")
 
 
-class _Retry(Exception):
-    """Internal signal to the backoff loop: wait ``delay`` seconds, then attempt again."""
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-
-
-@attrs.define(slots=True)
-class CallStats:
-    """What one logical call cost: attempts made and seconds spent waiting on throttling."""
-
-    attempts: int = 0
-    throttled: float = 0.0
-
-
-#: 5xx answers that say the request was not handled: 503, and a CDN that could not reach the
-#: origin (521 down, 522 connect timeout, 523 unreachable). Any other 5xx may have acted.
-_NOT_HANDLED_5XX = frozenset({503, 521, 522, 523})
-
-
-@attrs.define(slots=True)
-class _Call:
-    """One logical call: the prepared request and its retry bookkeeping."""
-
-    request: Request
-    idempotent: bool
-    policy: RetryPolicy
-    deadline_at: float | None
-    scope: str
-    stats: CallStats
-    #: An attempt may have reached the server and acted (sent then no answer, or a 5xx not in
-    #: _NOT_HANDLED_5XX): a DELETE retried after it that answers 404 has done its work.
-    maybe_acted: bool = False
-
-    @property
-    def attempts(self) -> int:
-        return self.stats.attempts
-
-
-def _retry_delay(exc: _Retry) -> float:
-    return exc.delay
-
-
 @attrs.frozen(slots=True)
 class Requester:
     """Builds requests and sends them through the transport under the retry policy.
@@ -171,6 +103,8 @@ class Requester:
     retry: RetryPolicy
     default_headers: Mapping[str, str] = attrs.field(repr=False)  # may hold credentials
     throttle_listener: ThrottleListener | None = None
+    #: Event hooks and telemetry (``observability``); None keeps the fast path.
+    observer: Observer | None = None
     base_headers: Headers = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -212,17 +146,21 @@ class Requester:
         *,
         idempotent: bool | None = None,
         scope: str | None = None,
+        operation: str | None = None,
         **build_kwargs: Any,
     ) -> Response:
         """Build, send with retries, and return a 2xx :class:`Response` (or raise)."""
         request = self.build(method, template, **build_kwargs)
-        return await self.send(request, idempotent=idempotent, scope=scope)
+        return await self.send(request, idempotent=idempotent, scope=scope, operation=operation)
 
     async def request_json(self, method: str, template: str, **kwargs: Any) -> Any:
         """Like :meth:`request`, returning the decoded JSON body (None when empty)."""
         request = self.build(method, template, **_build_only(kwargs))
         response = await self.send(
-            request, idempotent=kwargs.get("idempotent"), scope=kwargs.get("scope")
+            request,
+            idempotent=kwargs.get("idempotent"),
+            scope=kwargs.get("scope"),
+            operation=kwargs.get("operation"),
         )
         return decode_json(response, request)
 
@@ -233,12 +171,18 @@ class Requester:
         idempotent: bool | None = None,
         scope: str | None = None,
         stats: CallStats | None = None,
+        operation: str | None = None,
     ) -> Response:
-        """Send a built request under the retry policy."""
+        """Send a built request under the retry policy.
+
+        ``operation`` names the SDK call for observers (``"alloy.actions.execute"``).
+        """
         shared = self._shared
         if shared.closed or shared.loop is not asyncio.get_running_loop():
             shared.check()  # raises, or binds the client to this loop (first call)
         policy = self.retry
+        if self.observer is not None:
+            return await self._send_observed(request, idempotent, scope, stats, operation)
         if policy.deadline is None and not logger.isEnabledFor(logging.DEBUG):
             # The hot path: no deadline timer, no clock, and the retry bookkeeping (_Call)
             # built only once the first attempt did not succeed.
@@ -271,6 +215,35 @@ class Requester:
         await asyncio.sleep(step.delay)
         return await _run(self, call)
 
+    async def _send_observed(
+        self,
+        request: Request,
+        idempotent: bool | None,
+        scope: str | None,
+        stats: CallStats | None,
+        operation: str | None,
+    ) -> Response:
+        """:meth:`send` with an observer: every attempt goes through :meth:`attempt`."""
+        observer = self.observer
+        assert observer is not None
+        deadline_at = None
+        if self.retry.deadline is not None:
+            deadline_at = asyncio.get_running_loop().time() + self.retry.deadline
+        call = self._call(request, idempotent, scope, stats, deadline_at)
+        call.info = info = CallInfo(operation or f"alloy.{request.method} {request.path}", request)
+        observer.call_started(info)
+        try:
+            try:
+                response = await self.attempt(call)
+            except _Retry as retry:
+                await asyncio.sleep(retry.delay)
+                response = await _run(self, call)
+        except BaseException as exc:
+            observer.call_ended(info, exc)
+            raise
+        observer.call_ended(info, None)
+        return response
+
     def _call(
         self,
         request: Request,
@@ -297,8 +270,14 @@ class Requester:
         call.stats.attempts += 1
         request = call.request
         loop = asyncio.get_running_loop()
-        # The clock is read only when a deadline or debug logging needs it (hot path).
-        timed = call.deadline_at is not None or logger.isEnabledFor(logging.DEBUG)
+        info, observer = call.info, self.observer
+        if info is not None and observer is not None:
+            info.attempt = call.attempts
+            request = await observer.before_send(info, request)  # a hook may raise: not sent
+        # The clock is read only when a deadline, debug logging or an observer needs it.
+        timed = (
+            call.deadline_at is not None or info is not None or logger.isEnabledFor(logging.DEBUG)
+        )
         started = loop.time() if timed else 0.0
         try:
             if call.deadline_at is None:
@@ -307,30 +286,39 @@ class Requester:
                 remaining = call.deadline_at - started
                 if remaining <= 0:
                     raise self._deadline_error(call, sent=False)
-                response = await self._send_within(call, remaining)
+                response = await self._send_within(call, remaining, request)
         except (APIConnectionError, APITimeoutError) as exc:
-            failed: BaseException | None = self._failed(
-                call, exc, loop.time() - started if timed else 0.0
-            )
+            elapsed = loop.time() - started if timed else 0.0
+            if info is not None and observer is not None:
+                observer.attempt_failed(info, exc, elapsed)
+            failed: BaseException | None = self._failed(call, exc, elapsed)
         else:
             failed = None
         if failed is not None:
+            if isinstance(failed, _Retry) and info is not None and observer is not None:
+                await observer.retrying(info, failed.delay, failed.reason)
             raise failed  # outside the except block: the error keeps its own cause and context
+        elapsed = loop.time() - started if timed else 0.0
+        if info is not None and observer is not None:
+            await observer.answered(info, response, elapsed)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s %s -> %d in %.1f ms (attempt %d)%s",
                 request.method,
                 request.path,
                 response.status,
-                (loop.time() - started) * 1000,
+                elapsed * 1000,
                 call.attempts,
                 f" request_id={response.request_id}" if response.request_id else "",
+                extra=_log_extra(response.request_id, call.attempts, response.status, elapsed),
             )
         if response.status < 300:
             return response
-        step = self._judge(call, response, loop.time() - started if timed else 0.0)
+        step = self._judge(call, response, elapsed)
         if isinstance(step, Response):
             return step
+        if isinstance(step, _Retry) and info is not None and observer is not None:
+            await observer.retrying(info, step.delay, step.reason)
         raise step
 
     def _failed(self, call: _Call, exc: AlloyError, elapsed: float) -> BaseException:
@@ -355,7 +343,7 @@ class Requester:
         self._log_failure(call, error, elapsed)
         return self._next_step(call, error, retry_after)
 
-    async def _send_within(self, call: _Call, remaining: float) -> Response:
+    async def _send_within(self, call: _Call, remaining: float, request: Request) -> Response:
         """Send one attempt that must end within ``remaining`` seconds (the call's deadline).
 
         A transport that enforces ``Request.timeout`` itself (``enforces_timeout = True``, as
@@ -366,7 +354,6 @@ class Requester:
         "maybe sent".
         """
         transport = self._shared.transport
-        request = call.request
         if not getattr(transport, "enforces_timeout", False):
             try:
                 return await asyncio.wait_for(transport.send(request), remaining)
@@ -411,8 +398,9 @@ class Requester:
             delay,
             call.attempts,
             type(error).__name__,
+            extra=_error_extra(error, call.attempts, None),
         )
-        return _Retry(delay)
+        return _Retry(delay, error)
 
     def _deadline_error(self, call: _Call, *, sent: bool) -> AlloyError:
         r = call.request
@@ -437,36 +425,8 @@ class Requester:
                 elapsed * 1000,
                 call.attempts,
                 error,
+                extra=_error_extra(error, call.attempts, elapsed),
             )
-
-
-def _gone(call: _Call, response: Response) -> Response:
-    """A DELETE retried after an attempt that may have acted answered 404: the resource is
-    gone, most likely deleted by that attempt. The call succeeds, as ``204 No Content``
-    (the 404's headers kept, its body dropped)."""
-    r = call.request
-    logger.info(
-        "%s %s answered 404 on attempt %d after an attempt that may have deleted it: "
-        "taken as deleted",
-        r.method,
-        r.path,
-        call.attempts,
-    )
-    return Response(204, response.headers, b"")
-
-
-def _final_error(call: _Call, error: AlloyError) -> AlloyError:
-    """The error the caller sees: a sent-then-silent POST becomes OutcomeUnknownError."""
-    safe = call.idempotent or call.policy.retry_unsafe
-    if isinstance(error, APITimeoutError) and error.sent and not safe:
-        unknown = OutcomeUnknownError(
-            "timed out after the request was sent; the action may have run",
-            method=error.method,
-            path=error.path,
-        )
-        unknown.__cause__ = error
-        return unknown
-    return error
 
 
 _BUILD_KEYS = frozenset(

@@ -10,6 +10,8 @@ from typing import Any
 from ._core import Requester, _Shared, configure_logging_from_env
 from ._http import check_header, header_value_ok, normalize_base_url
 from .errors import ConfigurationError, InvalidRequestError
+from .observability import EventHooks, HookObserver, Observer, chain, telemetry_observer
+from .observability.raw import CaptureObserver, RawServices
 from .retry import RetryPolicy
 from .transports.base import Transport
 
@@ -36,6 +38,15 @@ class AlloyClient:
             :class:`~alloy_async.transports.AiohttpTransport` the client owns and closes.
         max_connections: the pool size of the default transport.
         default_headers: headers added to every request.
+        event_hooks: ``{"request": [...], "response": [...], "retry": [...]}``, sync or async
+            callables called with a :class:`~alloy_async.observability.RequestEvent`,
+            :class:`~alloy_async.observability.ResponseEvent` or
+            :class:`~alloy_async.observability.RetryEvent` (credentials redacted). What a hook
+            raises reaches the caller (a ``request`` hook that raises: nothing is sent).
+        telemetry: OpenTelemetry spans and metrics (extra ``otel``). None: on when
+            ``opentelemetry-api`` is installed and a tracer or meter provider is set when the
+            client is made; False: off; True: on (raises when not installed), or an
+            :class:`~alloy_async.observability.Observer` of your own.
 
     Use it as ``async with AlloyClient() as alloy:``, or keep one for the life of an app and
     ``await alloy.aclose()`` at shutdown. Connections open lazily in the running loop; the
@@ -58,6 +69,8 @@ class AlloyClient:
         transport: Transport | None = None,
         max_connections: int = 100,
         default_headers: Mapping[str, str] | None = None,
+        event_hooks: EventHooks | None = None,
+        telemetry: bool | Observer | None = None,
     ) -> None:
         configure_logging_from_env()
         key = api_key if api_key is not None else os.environ.get("ALLOY_API_KEY")
@@ -76,6 +89,13 @@ class AlloyClient:
         if user_id is not None and (not isinstance(user_id, str) or not user_id.strip()):
             raise ConfigurationError("user_id must be a non-empty string or None")
         policy = retry if retry is not None else RetryPolicy(max_retries=max_retries)
+        own_observer = telemetry if isinstance(telemetry, Observer) else None
+        observer = chain(
+            [
+                HookObserver(event_hooks) if event_hooks else None,
+                own_observer or telemetry_observer(telemetry),
+            ]
+        )
         owns = transport is None
         if transport is None:
             from .transports.aiohttp import AiohttpTransport
@@ -91,6 +111,7 @@ class AlloyClient:
                 timeout=timeout,
                 retry=policy,
                 default_headers=dict(default_headers or {}),
+                observer=observer,
             )
         except InvalidRequestError as exc:
             raise ConfigurationError(f"bad default_headers: {exc}") from None
@@ -116,6 +137,18 @@ class AlloyClient:
         self.credentials = Credentials(r)
         #: Files: presigned uploads, list, delete.
         self.files = Files(r)
+
+    @property
+    def with_raw_response(self) -> RawServices:
+        """The services, each call returning a :class:`~alloy_async.observability.RawResponse`
+        (status, headers, request id, elapsed; ``.parse()`` for the typed result):
+        ``await alloy.with_raw_response.actions.execute(...)``."""
+        r = self._requester
+        view = self._view(r.evolve(observer=chain([r.observer, CaptureObserver()])))
+        return RawServices(
+            {name: getattr(view, name) for name in ("users", "connectors", "actions",
+                                                    "credentials", "files")}
+        )  # fmt: skip
 
     @classmethod
     def _view(cls, requester: Requester) -> AlloyClient:
@@ -205,6 +238,7 @@ class AlloyClient:
             user_id=user_id,
             extra_headers=extra_headers,
             idempotent=idempotent,
+            operation="alloy.request",
         )
 
     # -- lifecycle -----------------------------------------------------------------------

@@ -66,6 +66,7 @@ class Actions(Service):
         answer = await self._requester.request_json(
             "GET",
             "/connectors/{connectorId}/actions/{actionId}",
+            operation="alloy.actions.get",
             path_params={
                 "connectorId": check_id("connector_id", connector_id),
                 "actionId": check_id("action_id", action_id),
@@ -127,7 +128,9 @@ class Actions(Service):
             extra_query=extra_query,
             extra_body=extra_body,
         )
-        response = await requester.send(request, scope=f"execute:{connector_id}", stats=stats)
+        response = await requester.send(
+            request, scope=f"execute:{connector_id}", stats=stats, operation="alloy.actions.execute"
+        )
         return execution_result(
             decode_json(response, request),
             status_code=response.status,
@@ -353,13 +356,19 @@ class Actions(Service):
         async def connector_ids() -> list[str]:
             if chosen is not None:
                 return chosen
-            answer = await requester.request_json("GET", "/connectors", **hatches)
+            answer = await requester.request_json(
+                "GET", "/connectors", **hatches, operation="alloy.actions.catalog"
+            )
             return [c.id for c in structure_list(answer, Connector, "connectors", "data")]
 
         async def one(connector_id: str) -> list[CatalogAction]:
             path = {"connectorId": connector_id}
             resources_call = requester.request_json(
-                "GET", "/connectors/{connectorId}/resources", path_params=path, **hatches
+                "GET",
+                "/connectors/{connectorId}/resources",
+                path_params=path,
+                **hatches,
+                operation="alloy.actions.catalog",
             )
             if user_id is None:
                 answer = await resources_call
@@ -371,6 +380,7 @@ class Actions(Service):
                         requester.request_json(
                             "GET",
                             "/connectors/{connectorId}/credentials",
+                            operation="alloy.actions.catalog",
                             path_params=path,
                             query={"userId": user_id},
                             user_id=user_id,

@@ -35,7 +35,10 @@ class Connectors(Service):
 
         async def fetch() -> Any:
             return await self._requester.request_json(
-                "GET", "/connectors", **extras(extra_headers, extra_query, None)
+                "GET",
+                "/connectors",
+                **extras(extra_headers, extra_query, None),
+                operation="alloy.connectors.list",
             )
 
         def parse(body: Any) -> builtins.list[Connector]:
@@ -58,6 +61,7 @@ class Connectors(Service):
         answer = await self._requester.request_json(
             "GET",
             "/connectors/{connectorId}",
+            operation="alloy.connectors.get",
             path_params={"connectorId": check_id("connector_id", connector_id)},
             **extras(extra_headers, extra_query, None),
         )
@@ -74,6 +78,7 @@ class Connectors(Service):
         answer = await self._requester.request_json(
             "GET",
             "/connectors/{connectorId}/resources",
+            operation="alloy.connectors.resources",
             path_params={"connectorId": check_id("connector_id", connector_id)},
             **extras(extra_headers, extra_query, None),
         )

@@ -33,6 +33,7 @@ class Credentials(Service):
         answer = await self._requester.request_json(
             "GET",
             _BASE + "/metadata",
+            operation="alloy.credentials.metadata",
             path_params={"connectorId": check_id("connector_id", connector_id)},
             user_id=user_id,
             **extras(extra_headers, extra_query, None),
@@ -83,6 +84,7 @@ class Credentials(Service):
         answer = await self._requester.request_json(
             "POST",
             _BASE,
+            operation="alloy.credentials.create",
             path_params={"connectorId": connector_id},
             json=body,
             user_id=user_id,
@@ -110,6 +112,7 @@ class Credentials(Service):
             return await self._requester.request_json(
                 "GET",
                 _BASE,
+                operation="alloy.credentials.list",
                 path_params={"connectorId": connector_id},
                 query={"userId": user_id},
                 user_id=user_id,
@@ -133,6 +136,7 @@ class Credentials(Service):
         await self._requester.request_json(
             "DELETE",
             _BASE + "/{credentialId}",
+            operation="alloy.credentials.delete",
             path_params={
                 "connectorId": check_id("connector_id", connector_id),
                 "credentialId": check_id("credential_id", credential_id),

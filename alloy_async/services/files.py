@@ -56,6 +56,7 @@ class Files(Service):
         answer = await self._requester.request_json(
             "POST",
             "/connectors/files/upload/request",
+            operation="alloy.files.request_upload",
             json=body,
             user_id=user_id,
             **extras(extra_headers, extra_query, extra_body),
@@ -75,6 +76,7 @@ class Files(Service):
             return await self._requester.request_json(
                 "GET",
                 "/connectors/files/list",
+                operation="alloy.files.list",
                 user_id=user_id,
                 **extras(extra_headers, extra_query, None),
             )
@@ -95,6 +97,7 @@ class Files(Service):
         await self._requester.request_json(
             "DELETE",
             "/connectors/files/{s3Key}",
+            operation="alloy.files.delete",
             path_params={"s3Key": check_id("s3_key", s3_key)},
             user_id=user_id,
             **extras(extra_headers, extra_query, None),

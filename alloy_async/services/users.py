@@ -45,7 +45,11 @@ class Users(Service):
         if full_name is not None:
             body["fullName"] = full_name
         answer = await self._requester.request_json(
-            "POST", "/users", json=body, **extras(extra_headers, extra_query, extra_body)
+            "POST",
+            "/users",
+            json=body,
+            **extras(extra_headers, extra_query, extra_body),
+            operation="alloy.users.create",
         )
         user = structure(unwrap(answer, "user", "data"), User)
         return User(
@@ -65,7 +69,10 @@ class Users(Service):
 
         async def fetch() -> Any:
             return await self._requester.request_json(
-                "GET", "/users", **extras(extra_headers, extra_query, None)
+                "GET",
+                "/users",
+                **extras(extra_headers, extra_query, None),
+                operation="alloy.users.list",
             )
 
         return AsyncPaginator.single(
@@ -83,6 +90,7 @@ class Users(Service):
         answer = await self._requester.request_json(
             "GET",
             _USER,
+            operation="alloy.users.get",
             path_params={"userId": check_id("user_id", user_id)},
             **extras(extra_headers, extra_query, None),
         )
@@ -114,6 +122,7 @@ class Users(Service):
         answer = await self._requester.request_json(
             "PUT",
             _USER,
+            operation="alloy.users.update",
             path_params={"userId": user_id},
             json=body,
             **extras(extra_headers, extra_query, extra_body),
@@ -131,6 +140,7 @@ class Users(Service):
         await self._requester.request_json(
             "DELETE",
             _USER,
+            operation="alloy.users.delete",
             path_params={"userId": check_id("user_id", user_id)},
             **extras(extra_headers, extra_query, None),
         )
@@ -150,6 +160,7 @@ class Users(Service):
         answer = await self._requester.request_json(
             "GET",
             "/users/{userId}/token",
+            operation="alloy.users.token",
             path_params={"userId": user_id},
             # One source documents userId as a query parameter as well as in the path.
             query={"userId": user_id},
