@@ -8,10 +8,12 @@ from collections.abc import Callable
 from .._checks import check_number
 from ..errors import InvalidRequestError
 from ..models.bulk import BulkReport, ExecuteJob
+from ..observability.base import Observer, members
 from .coordinator import Configurable, CoolDown, Coordinator, InProcessCoordinator, RateBudget
 from .journal import Journal
 from .run import BulkRun
 from .state import ExecuteOne, Jobs, Settings
+from .tracing import BulkObserver
 
 __all__ = ["check_caps", "execute_many"]
 
@@ -49,6 +51,7 @@ def execute_many(
     default_user: str | None = None,
     on_skip: Callable[[ExecuteJob, str], None] | None = None,
     coordinator: Coordinator | None = None,
+    observer: Observer | None = None,
 ) -> BulkRun:
     """Run ``execute_one`` over ``jobs`` with bounded, fair concurrency; see :class:`BulkRun`.
 
@@ -79,6 +82,8 @@ def execute_many(
             its limits from these arguments (``alloy_async.distributed.RedisCoordinator``:
             ``per_user``, ``per_connector`` and a numeric ``rate`` are then shared by every
             process on its namespace).
+        observer: the client's observer; when it can follow runs (telemetry), the run and
+            each job get a span.
     """
     check_caps(concurrency, per_user, per_connector)
     check_number("deadline", deadline, low=0, strict=True, optional=True)
@@ -128,5 +133,6 @@ def execute_many(
         max_requeues=max_requeues,
         default_user=default_user,
         on_skip=on_skip,
+        observer=next((o for o in members(observer) if isinstance(o, BulkObserver)), None),
     )
     return BulkRun(execute_one, jobs, settings, coordinator)

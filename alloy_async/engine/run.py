@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 from .._checks import check_number
@@ -39,14 +39,16 @@ from ..errors import (
     OutcomeUnknownError,
     RateLimitError,
 )
-from ..models.bulk import BulkReport, ExecuteJob, JobOutcome
+from ..models.bulk import BulkReport, JobOutcome
 from .admission import Admission, locate
 from .coordinator import CoolDown, Coordinator, KeyedSlots, RateBudget, Verdict
 from .dispatch import Bell, Dispatch
 from .journal import Journal
 from .outcomes import Entry, OutcomeChannel, Tally, journal_state
+from .reader import Reader
 from .scheduler import Slot
 from .state import ExecuteOne, Flow, Jobs, Settings
+from .tracing import RunTracing
 
 __all__ = ["BulkRun"]
 
@@ -64,7 +66,6 @@ class BulkRun:
         self, execute_one: ExecuteOne, jobs: Jobs, settings: Settings, coordinator: Coordinator
     ) -> None:
         self._execute_one = execute_one
-        self._jobs = jobs
         self._s = settings
         self._c = coordinator
         self._run_id = os.urandom(6).hex()
@@ -82,7 +83,13 @@ class BulkRun:
         self._wake = Bell()
         self._d = Dispatch(coordinator, self._wake)
         self._sched = self._d.sched
-        self._room = asyncio.Event()
+        self._reader = Reader(
+            jobs, settings, self._flow, self._admission, self._d.sched, self._wake,
+            emitted=lambda: self._out.next_emit if self._out is not None else 0,
+            stop=self._stop, stamp=settings.observer is not None,
+        )  # fmt: skip
+        self._room = self._reader.room
+        self._tracing: RunTracing | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._permit_waiters: set[asyncio.Task[Any]] = set()
         self._sending: set[asyncio.Task[Any]] = set()
@@ -184,7 +191,9 @@ class BulkRun:
             self._deadline_timer = loop.call_later(
                 self._s.deadline, self._stop, f"deadline of {self._s.deadline:g} s reached"
             )
-        self._tasks.append(loop.create_task(self._feed()))
+        if self._s.observer is not None:
+            self._tracing = RunTracing(self._s.observer, self._run_id, self._s.concurrency)
+        self._tasks.append(loop.create_task(self._reader.feed()))
         flow.live_workers = self._s.concurrency
         self._tasks.extend(loop.create_task(self._work()) for _ in range(self._s.concurrency))
 
@@ -229,6 +238,8 @@ class BulkRun:
                 await self._admission.journal.aclose()
             if flow.t_end is None and flow.t0 is not None:
                 flow.t_end = asyncio.get_running_loop().time()
+            if self._tracing is not None:
+                self._tracing.end(self._tally)
 
     async def __aenter__(self) -> BulkRun:
         await self._start()
@@ -256,56 +267,6 @@ class BulkRun:
             await self.aclose()
         if self._flow.source_error is not None:
             raise self._flow.source_error
-
-    def _full(self) -> bool:
-        flow = self._flow
-        if flow.buffered >= self._s.lookahead:
-            return True
-        emitted = self._out.next_emit if self._out is not None else 0
-        return self._s.ordered and flow.next_index - emitted >= self._s.lookahead
-
-    async def _feed(self) -> None:
-        try:
-            jobs = self._jobs
-            if isinstance(jobs, AsyncIterable):
-                async for raw in jobs:
-                    if await self._accept(raw):
-                        break
-            else:
-                for raw in jobs:
-                    if await self._accept(raw):
-                        break
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self._flow.source_error = exc
-            self._stop(f"reading the jobs failed: {type(exc).__name__}: {exc}")
-        finally:
-            self._flow.source_done = True
-            self._wake.ring_all()
-
-    async def _accept(self, raw: ExecuteJob | Mapping[str, Any]) -> bool:
-        """Queue one job; True when dispatch has stopped and reading should end."""
-        flow = self._flow
-        while self._full() and not flow.stopping:
-            self._room.clear()
-            await self._room.wait()
-        if flow.stopping:
-            return True
-        slot = self._admission.admit(raw, flow.next_index)
-        if slot is None:
-            return False
-        flow.next_index += 1
-        flow.buffered += 1
-        if slot.preset is not None:
-            self._sched.add_decided(slot)
-        else:
-            self._sched.add(slot)
-        self._wake.ring()
-        # A sync iterable never yields otherwise: let the workers start on what is queued.
-        if flow.next_index % 256 == 0:
-            await asyncio.sleep(0)
-        return False
 
     async def _work(self) -> None:
         flow = self._flow
@@ -360,6 +321,7 @@ class BulkRun:
     ) -> None:
         journal = self._admission.journal if slot.key is not None else None
         sent = intended = False
+        rate_wait = 0.0
         error: BaseException | None = None
         result: Any = None
         started = 0.0
@@ -369,10 +331,12 @@ class BulkRun:
                 if found is None:
                     if self._c.rate is not None:
                         self._permit_waiters.add(task)
+                        rate_wait = loop.time()
                         try:
                             await self._c.rate.acquire()
                         finally:
                             self._permit_waiters.discard(task)
+                        rate_wait = loop.time() - rate_wait
                     if self._flow.stopping:  # stopped while this worker got its permit
                         raise asyncio.CancelledError
                     if journal is not None:
@@ -397,7 +361,13 @@ class BulkRun:
             sent = True
             self._sending.add(task)
             try:
-                result = await self._execute_one(slot.job, stats)
+                if self._tracing is None:
+                    result = await self._execute_one(slot.job, stats)
+                else:
+                    queued = started - slot.t_in - rate_wait
+                    result = await self._tracing.run_job(
+                        slot, self._execute_one, stats, queued, rate_wait
+                    )
             except Exception as exc:
                 error = exc
             finally:

@@ -31,7 +31,7 @@ class Slot:
 
     __slots__ = (
         "attempts", "index", "job", "key", "keys", "leased", "preset", "requeues", "scope",
-        "throttled", "user",
+        "t_in", "throttled", "user",
     )  # fmt: skip
 
     def __init__(
@@ -47,6 +47,7 @@ class Slot:
         self.requeues = 0
         self.throttled = 0.0
         self.leased = False  # holds leases of a shared coordinator
+        self.t_in = 0.0  # when it was queued (read only when the run is traced)
         # An outcome decided without sending: a bad job, or an intent an earlier run left.
         self.preset: BaseException | None = None
 

@@ -32,6 +32,8 @@ class Settings:
     max_requeues: int
     default_user: str | None
     on_skip: Callable[[ExecuteJob, str], None] | None
+    #: A telemetry observer with run and job spans (``engine/tracing.py``), or None.
+    observer: Any = None
 
 
 @attrs.define

@@ -29,6 +29,7 @@ __all__ = [
     "ResponseEvent",
     "RetryEvent",
     "chain",
+    "members",
     "redacted",
 ]
 
@@ -269,6 +270,15 @@ class _Chain(Observer):
                 fn(observer, call)
         finally:
             call.state = states
+
+
+def members(observer: Observer | None) -> tuple[Observer, ...]:
+    """The observers ``observer`` stands for (itself, or those of a :func:`chain`)."""
+    if observer is None:
+        return ()
+    if isinstance(observer, _Chain):
+        return observer._all
+    return (observer,)
 
 
 def chain(observers: Sequence[Observer | None]) -> Observer | None:

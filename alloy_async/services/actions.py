@@ -324,6 +324,7 @@ class Actions(Service):
             stop_when=stop_when,
             coordinator=coordinator,
             default_user=options.pop("default_user", self._requester.user_id),
+            observer=self._requester.observer,
             **limits,
             **options,
         )

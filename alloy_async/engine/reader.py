@@ -1,0 +1,107 @@
+"""The reader of a run: input -> admission -> the fair scheduler, at most ``lookahead`` ahead.
+
+One task per run reads the jobs lazily (an iterable or an async iterable), turns each into a
+slot (:class:`~alloy_async.engine.admission.Admission`) and queues it; it waits while the
+look-ahead is full, so memory stays flat whatever the input's size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, Callable, Mapping
+from typing import Any
+
+from ..models.bulk import ExecuteJob
+from .admission import Admission
+from .dispatch import Bell
+from .scheduler import FairScheduler
+from .state import Flow, Jobs, Settings
+
+__all__ = ["Reader"]
+
+
+class Reader:
+    """Feeds one run's scheduler from its input.
+
+    Args:
+        emitted: how many outcomes the consumer has moved past (ordered mode's window).
+        stop: stops the run with a reason (the input failed).
+        stamp: whether to note when each job was queued (the run is traced).
+    """
+
+    def __init__(
+        self,
+        jobs: Jobs,
+        settings: Settings,
+        flow: Flow,
+        admission: Admission,
+        sched: FairScheduler,
+        wake: Bell,
+        *,
+        emitted: Callable[[], int],
+        stop: Callable[[str], None],
+        stamp: bool,
+    ) -> None:
+        self._jobs = jobs
+        self._s = settings
+        self._flow = flow
+        self._admission = admission
+        self._sched = sched
+        self._wake = wake
+        self._emitted = emitted
+        self._stop = stop
+        self._stamp = stamp
+        #: Set whenever room may have freed up (a job left the buffer, the consumer moved on).
+        self.room = asyncio.Event()
+
+    def _full(self) -> bool:
+        flow = self._flow
+        if flow.buffered >= self._s.lookahead:
+            return True
+        return self._s.ordered and flow.next_index - self._emitted() >= self._s.lookahead
+
+    async def feed(self) -> None:
+        """Read every job (the run's reader task)."""
+        try:
+            jobs = self._jobs
+            if isinstance(jobs, AsyncIterable):
+                async for raw in jobs:
+                    if await self._accept(raw):
+                        break
+            else:
+                for raw in jobs:
+                    if await self._accept(raw):
+                        break
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._flow.source_error = exc
+            self._stop(f"reading the jobs failed: {type(exc).__name__}: {exc}")
+        finally:
+            self._flow.source_done = True
+            self._wake.ring_all()
+
+    async def _accept(self, raw: ExecuteJob | Mapping[str, Any]) -> bool:
+        """Queue one job; True when dispatch has stopped and reading should end."""
+        flow = self._flow
+        while self._full() and not flow.stopping:
+            self.room.clear()
+            await self.room.wait()
+        if flow.stopping:
+            return True
+        slot = self._admission.admit(raw, flow.next_index)
+        if slot is None:
+            return False
+        if self._stamp:
+            slot.t_in = asyncio.get_running_loop().time()
+        flow.next_index += 1
+        flow.buffered += 1
+        if slot.preset is not None:
+            self._sched.add_decided(slot)
+        else:
+            self._sched.add(slot)
+        self._wake.ring()
+        # A sync iterable never yields otherwise: let the workers start on what is queued.
+        if flow.next_index % 256 == 0:
+            await asyncio.sleep(0)
+        return False
