@@ -61,13 +61,9 @@ __all__ = [
 #: Called with (scope key, seconds) whenever the API throttles: lets limiters cool a scope.
 ThrottleListener = Callable[[str, float | None], None]
 
-_REDACTED = "[REDACTED]"
 #: How long past a call's deadline ``wait_for`` waits for a transport that enforces its own
 #: timeout (which fires first, at the deadline, and knows whether the request was sent).
 _BACKSTOP = 0.5
-_SENSITIVE_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "x-alloy-user-token", "cookie"}
-)
 
 
 @attrs.define(slots=True)

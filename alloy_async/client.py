@@ -22,6 +22,14 @@ DEFAULT_API_VERSION = "2025-09"
 _UNSET: Any = object()
 
 
+def _hooks(event_hooks: EventHooks | None) -> HookObserver | None:
+    """The hooks' observer, or None when no hook is registered (the fast path stays)."""
+    if event_hooks is None:
+        return None
+    observer = HookObserver(event_hooks)  # checks them, even when empty
+    return observer if observer.active else None
+
+
 class AlloyClient:
     """The async client for the Alloy Connectivity API.
 
@@ -92,7 +100,7 @@ class AlloyClient:
         own_observer = telemetry if isinstance(telemetry, Observer) else None
         observer = chain(
             [
-                HookObserver(event_hooks) if event_hooks else None,
+                _hooks(event_hooks),
                 own_observer or telemetry_observer(telemetry),
             ]
         )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "alloy_async"
@@ -167,3 +169,21 @@ def test_only_distributed_imports_redis_and_taskiq() -> None:
         if any(i.split(".")[0] in heavy for i in imports(p))
     )
     assert users and all(u.startswith("distributed/") for u in users), users
+
+
+def test_only_observability_imports_opentelemetry() -> None:
+    """DESIGN.md section 1: OpenTelemetry is the optional extra ``otel``, imported by one
+    module, and only once a client asks for telemetry (importing the SDK never loads it)."""
+    users = sorted(
+        str(p.relative_to(PKG))
+        for p in modules()
+        if any(i.split(".")[0] == "opentelemetry" for i in imports(p))
+    )
+    assert users == ["observability/otel.py"], users
+    code = (
+        "import sys, alloy_async, alloy_async.observability, alloy_async.engine; "
+        "alloy_async.AlloyClient(api_key='k', base_url='http://127.0.0.1:9', telemetry=False); "
+        "print(any(m.split('.')[0] == 'opentelemetry' for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

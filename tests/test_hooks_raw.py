@@ -400,12 +400,6 @@ async def test_raw_after_a_retry_reports_the_last_answer_and_the_attempts() -> N
     assert len(fake.requests) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SDK bug: RawResponse.attempts counts captured answers (len of the capture box), "
-    "not attempts: an attempt that got no answer (connection reset) and was retried is "
-    "not counted, though the docstring says 'attempts the call made (retries included)'",
-)
 @pytest.mark.virtual_time
 async def test_raw_attempts_counts_an_attempt_that_got_no_answer() -> None:
     fake, user, cred = setup_fake()

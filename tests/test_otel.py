@@ -169,9 +169,9 @@ async def test_execute_many_has_a_run_span_and_a_linked_span_per_job_in_its_own_
     t = Telemetry()
     transport, seen = answers(ok())
     jobs = [ExecuteJob("slack", "chat_postMessage", "cred_1", user_id=f"u{i}") for i in range(5)]
-    async with client(transport, t) as alloy:
-        async with alloy.actions.execute_many(jobs, concurrency=2, rate=1000.0) as run:
-            outcomes = [o async for o in run]
+    alloy = client(transport, t)
+    async with alloy, alloy.actions.execute_many(jobs, concurrency=2, rate=1000.0) as run:
+        outcomes = [o async for o in run]
     assert all(o.ok for o in outcomes) and len(seen) == 5
     [run_span] = t.finished("alloy.actions.execute_many")
     job_spans = t.finished("alloy.job")

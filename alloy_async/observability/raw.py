@@ -24,8 +24,8 @@ __all__ = ["RawResponse", "RawServices"]
 T = TypeVar("T")
 
 #: Answers captured for the ``with_raw_response`` call running in this context.
-_CAPTURED: contextvars.ContextVar[list[tuple[Response, float]] | None] = contextvars.ContextVar(
-    "alloy_async_raw_capture", default=None
+_CAPTURED: contextvars.ContextVar[list[tuple[Response, float, int]] | None] = (
+    contextvars.ContextVar("alloy_async_raw_capture", default=None)
 )
 _RATE_LIMIT_PREFIXES = ("x-ratelimit-", "ratelimit-", "x-rate-limit-")
 
@@ -78,7 +78,7 @@ class CaptureObserver(Observer):
     async def answered(self, call: CallInfo, response: Response, elapsed: float) -> None:
         box = _CAPTURED.get()
         if box is not None:
-            box.append((response, elapsed))
+            box.append((response, elapsed, call.attempt))
 
 
 class RawServices:
@@ -113,7 +113,7 @@ class _RawService:
 
         @functools.wraps(fn)
         async def call(*args: Any, **kwargs: Any) -> RawResponse[Any]:
-            box: list[tuple[Response, float]] = []
+            box: list[tuple[Response, float, int]] = []
             token = _CAPTURED.set(box)
             try:
                 parsed = await fn(*args, **kwargs)
@@ -121,7 +121,7 @@ class _RawService:
                 _CAPTURED.reset(token)
             if not box:  # pragma: no cover - every service call sends at least one request
                 raise ConfigurationError(f"{self._name}.{name} sent no request")
-            response, elapsed = box[-1]
-            return RawResponse(response, elapsed, len(box), parsed)
+            response, elapsed, attempts = box[-1]  # the call's last answer, and its attempt
+            return RawResponse(response, elapsed, attempts, parsed)
 
         return call
