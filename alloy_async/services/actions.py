@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
-import re
-from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._convert import execution_result, structure, structure_list, unwrap
+from .._convert import execution_result, structure, unwrap
 from .._core import CallStats
 from .._http import check_header, header_value_ok
 from .._wire import build_url, decode_json
 from ..errors import InvalidRequestError, InvalidResponseError
 from ..models.actions import Action, CatalogAction, ExecutionResult
-from ..models.connectors import Connector, Resource
-from ..models.credentials import Credential
 from ..pagination import DEFAULT_MAX_PAGES, AsyncPaginator
 from ._base import Service, check_id, check_mapping, extras
+from ._catalog import catalog, catalog_slug
+from ._hatches import checked_extras
 
 if TYPE_CHECKING:
     import os
@@ -29,13 +27,6 @@ if TYPE_CHECKING:
 __all__ = ["Actions", "catalog_slug"]
 
 T = TypeVar("T")
-
-
-def catalog_slug(connector_id: str, action_id: str) -> str:
-    """``slack`` + ``chat_postMessage`` -> ``SLACK_CHAT_POST_MESSAGE`` (UPPER_SNAKE)."""
-    text = f"{connector_id}_{action_id}"
-    text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", text)
-    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").upper()
 
 
 _EXECUTE = "/connectors/{connectorId}/actions/{actionId}/execute"
@@ -182,7 +173,7 @@ class Actions(Service):
         check_id("connector_id", connector_id)
         check_id("action_id", action_id)
         check_id("credential_id", credential_id)
-        hatches = _checked_extras(extra_headers, extra_query, extra_body)
+        hatches = checked_extras(extra_headers, extra_query, extra_body)
         if page_in not in ("query", "body"):
             raise InvalidRequestError('page_in must be "query" or "body"', field="page_in")
         if (
@@ -345,83 +336,13 @@ class Actions(Service):
         batch per page. ``extra_headers`` / ``extra_query`` are merged into every request it
         makes (the connector list, each connector's resources and credentials).
         """
-        if concurrency < 1:
-            raise InvalidRequestError("concurrency must be at least 1", field="concurrency")
-        if user_id is not None:
-            check_id("user_id", user_id)
-        chosen = None if connectors is None else [check_id("connectors", c) for c in connectors]
-        hatches = _checked_extras(extra_headers, extra_query, None)
-        requester = self._requester
-        state: dict[str, list[str]] = {}
-
-        async def connector_ids() -> list[str]:
-            if chosen is not None:
-                return chosen
-            answer = await requester.request_json(
-                "GET", "/connectors", **hatches, operation="alloy.actions.catalog"
-            )
-            return [c.id for c in structure_list(answer, Connector, "connectors", "data")]
-
-        async def one(connector_id: str) -> list[CatalogAction]:
-            path = {"connectorId": connector_id}
-            resources_call = requester.request_json(
-                "GET",
-                "/connectors/{connectorId}/resources",
-                path_params=path,
-                **hatches,
-                operation="alloy.actions.catalog",
-            )
-            if user_id is None:
-                answer = await resources_call
-                connected = None
-            else:
-                answer, creds = await _all_or_first_error(
-                    [
-                        resources_call,
-                        requester.request_json(
-                            "GET",
-                            "/connectors/{connectorId}/credentials",
-                            operation="alloy.actions.catalog",
-                            path_params=path,
-                            query={"userId": user_id},
-                            user_id=user_id,
-                            **hatches,
-                        ),
-                    ]
-                )
-                connected = bool(structure_list(creds, Credential, "credentials", "data"))
-            resources = structure_list(answer, Resource, "resources", "data")
-            return [
-                CatalogAction(
-                    connector_id=connector_id,
-                    action_id=a.id,
-                    slug=catalog_slug(connector_id, a.id),
-                    name=a.name,
-                    description=a.description,
-                    resource=r.name,
-                    is_connected=connected,
-                )
-                for r in resources
-                for a in r.actions
-            ]
-
-        async def fetch(cursor: str | None) -> Any:
-            if cursor is None:
-                state["ids"] = await connector_ids()
-            start = int(cursor or 0)
-            batch = state["ids"][start : start + concurrency]
-            results = await _all_or_first_error([one(c) for c in batch])
-            end = start + len(batch)
-            return {
-                "items": [item for chunk in results for item in chunk],
-                "next": str(end) if end < len(state["ids"]) else None,
-            }
-
-        return AsyncPaginator.cursor(
-            fetch,
-            lambda body: body["items"],
-            next_cursor=lambda body: body["next"],
-            name="actions.catalog",
+        return catalog(
+            self._requester,
+            user_id=user_id,
+            connectors=connectors,
+            concurrency=concurrency,
+            extra_headers=extra_headers,
+            extra_query=extra_query,
         )
 
 
@@ -461,35 +382,6 @@ def execute_body(
                 ) from None
         body["additionalHeaders"] = headers
     return body
-
-
-async def _all_or_first_error(calls: list[Coroutine[Any, Any, T]]) -> list[T]:
-    """Run ``calls`` together; on the first failure cancel the rest, wait for them, and raise
-    that failure itself (not an ExceptionGroup: callers catch ``AlloyError`` subclasses).
-
-    Unlike a bare ``gather``, no call is left running unobserved after a failure."""
-    tasks: list[asyncio.Task[T]] = []
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(call) for call in calls]
-    except BaseExceptionGroup as group_error:
-        raise group_error.exceptions[0] from None
-    return [task.result() for task in tasks]
-
-
-def _checked_extras(
-    extra_headers: Mapping[str, str] | None,
-    extra_query: Mapping[str, Any] | None,
-    extra_body: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    """The escape hatches of a paginator factory, copied and checked now (its requests are
-    built later, while iterating), so a bad one is refused by the call that was given it."""
-    headers = check_mapping("extra_headers", extra_headers)
-    for name, value in (headers or {}).items():
-        check_header(name, value)  # the same error a request built with it would raise
-    return extras(
-        headers, check_mapping("extra_query", extra_query), check_mapping("extra_body", extra_body)
-    )
 
 
 async def _then(awaitable: Any, fn: Callable[[Any], Any]) -> Any:
