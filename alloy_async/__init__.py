@@ -20,6 +20,7 @@ from .errors import (
     ConfigurationError,
     ConflictError,
     CoordinatorError,
+    CredentialQuarantinedError,
     InvalidRequestError,
     InvalidResponseError,
     JournalError,
@@ -32,6 +33,7 @@ from .errors import (
     ResponseTooLargeError,
     ServerError,
     UnprocessableEntityError,
+    UnusableSchemaError,
 )
 from .limiters import AdaptiveLimiter, ConcurrencyLimiter, RateLimiter
 from .models import BulkReport, ExecuteJob, ExecutionResult, JobOutcome
@@ -59,7 +61,9 @@ __all__ = [
     "ExecuteJob",
     "ExecutionResult",
     "FakeTransport",
+    "CredentialQuarantinedError",
     "InvalidRequestError",
+    "UnusableSchemaError",
     "InvalidResponseError",
     "JobOutcome",
     "JournalError",

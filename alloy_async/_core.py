@@ -74,6 +74,8 @@ class _Shared:
     owns_transport: bool
     loop: asyncio.AbstractEventLoop | None = None
     closed: bool = False
+    #: Compiled action schemas for preflight validation (``services/_preflight.py``).
+    schemas: Any = None
 
     def check(self) -> None:
         if self.closed:

@@ -7,7 +7,11 @@
     ├── JournalError              a checkpoint journal cannot be opened or written
     │   ├── JournalLockedError    another run holds the checkpoint (.holder)
     │   └── CoordinatorError      the shared state (Redis) cannot be reached or refused a write
-    ├── InvalidRequestError       caught before sending: empty id, CR/LF in a header, bad parameters
+    ├── InvalidRequestError       refused before sending: an empty id, CR/LF in a header, a bad
+    │                             argument, a body the action's schema refuses (.problems)
+    ├── UnusableSchemaError       preflight: the action's schema cannot be applied; not sent
+    ├── CredentialQuarantinedError  execute_many: its credential got 401/403 from the third
+    │                             party earlier in the run; not sent (.credential_id, .error)
     ├── APIConnectionError        no answer
     │   ├── APITimeoutError
     │   └── OutcomeUnknownError   the request may have been processed (sent, then no answer)
@@ -37,6 +41,7 @@ __all__ = [
     "BadRequestError",
     "ConfigurationError",
     "ConflictError",
+    "CredentialQuarantinedError",
     "CoordinatorError",
     "InvalidRequestError",
     "InvalidResponseError",
@@ -50,6 +55,7 @@ __all__ = [
     "ResponseTooLargeError",
     "ServerError",
     "UnprocessableEntityError",
+    "UnusableSchemaError",
     "status_error_class",
 ]
 
@@ -99,11 +105,69 @@ class InvalidRequestError(AlloyError, ValueError):
 
     Attributes:
         field: the name of the offending argument or header, when there is one.
+        problems: preflight validation (``validate=True``): each reason the action's schema
+            refuses the call (:class:`~alloy_async.validation.Problem`: pointer, message,
+            keyword); empty otherwise.
     """
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, field: str | None = None, problems: tuple[Any, ...] = ()
+    ) -> None:
         super().__init__(message)
         self.field = field
+        self.problems = tuple(problems)
+
+    def __reduce__(self) -> Any:
+        return (_rebuild, (type(self), (str(self),), self.__dict__))
+
+
+class UnusableSchemaError(AlloyError):
+    """Preflight validation could not use the action's schema (not valid JSON Schema, an
+    unresolvable ``$ref``). Nothing was sent; ``validate="best_effort"`` sends such calls
+    unvalidated instead.
+
+    Attributes:
+        action: ``connector_id.action_id``.
+        reason: what is wrong with the schema.
+    """
+
+    def __init__(self, action: str, reason: str) -> None:
+        super().__init__(f"cannot validate {action}: its schema is unusable ({reason})")
+        self.action = action
+        self.reason = reason
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.action, self.reason))
+
+
+class CredentialQuarantinedError(AlloyError):
+    """``execute_many`` did not send this job: its credential failed with 401 or 403 at the
+    third party earlier in the run (revoked or expired access), so every job of it would fail
+    the same way. Journaled as not sent: a rerun after the user reconnects sends it.
+
+    Attributes:
+        credential_id: the quarantined credential.
+        user_id: its user, when known.
+        error: the error that quarantined it (an :class:`APIStatusError`).
+    """
+
+    def __init__(self, credential_id: str, user_id: str | None, error: BaseException) -> None:
+        super().__init__(
+            f"credential {credential_id} was quarantined earlier in this run after "
+            f"{type(error).__name__} from the third party; not sent (reconnect it, then rerun)"
+        )
+        self.credential_id = credential_id
+        self.user_id = user_id
+        self.error = error
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.credential_id, self.user_id, self.error))
+
+
+def _rebuild(cls: type[Exception], args: tuple[Any, ...], state: dict[str, Any]) -> Exception:
+    error = cls(*args)
+    error.__dict__.update(state)
+    return error
 
 
 class APIConnectionError(AlloyError):

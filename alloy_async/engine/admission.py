@@ -128,6 +128,8 @@ def locate(error: InvalidRequestError, index: int) -> InvalidRequestError:
     """``error`` (refused before sending) with the job's position in its message."""
     if str(error).startswith("job at index "):
         return error
-    located = InvalidRequestError(f"job at index {index}: {error}", field=error.field)
+    located = InvalidRequestError(
+        f"job at index {index}: {error}", field=error.field, problems=error.problems
+    )
     located.__cause__ = error
     return located

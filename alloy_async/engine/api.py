@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from .._checks import check_number
 from ..errors import InvalidRequestError
@@ -52,6 +52,7 @@ def execute_many(
     on_skip: Callable[[ExecuteJob, str], None] | None = None,
     coordinator: Coordinator | None = None,
     observer: Observer | None = None,
+    preflight: Callable[[ExecuteJob], Awaitable[BaseException | None]] | None = None,
 ) -> BulkRun:
     """Run ``execute_one`` over ``jobs`` with bounded, fair concurrency; see :class:`BulkRun`.
 
@@ -82,6 +83,8 @@ def execute_many(
             its limits from these arguments (``alloy_async.distributed.RedisCoordinator``:
             ``per_user``, ``per_connector`` and a numeric ``rate`` are then shared by every
             process on its namespace).
+        preflight: checks each job before it is queued (``validate=``): a job it refuses
+            ends with that error, unsent.
         observer: the client's observer; when it can follow runs (telemetry), the run and
             each job get a span.
     """
@@ -133,6 +136,7 @@ def execute_many(
         max_requeues=max_requeues,
         default_user=default_user,
         on_skip=on_skip,
+        preflight=preflight,
         observer=next((o for o in members(observer) if isinstance(o, BulkObserver)), None),
     )
     return BulkRun(execute_one, jobs, settings, coordinator)

@@ -15,7 +15,14 @@ from typing import Any
 
 import attrs
 
-from ..errors import APIConnectionError, APIStatusError, APITimeoutError, OutcomeUnknownError
+from ..errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    CredentialQuarantinedError,
+    OutcomeUnknownError,
+    UnusableSchemaError,
+)
 from ..errors import RateLimitError as _RateLimitError
 from ..models.bulk import BulkReport, JobOutcome
 from .journal import State
@@ -41,6 +48,8 @@ def journal_state(error: BaseException | None) -> State | None:
     send it) for failures that prove the server did not act."""
     if isinstance(error, OutcomeUnknownError):
         return "outcome_unknown"
+    if isinstance(error, (CredentialQuarantinedError, UnusableSchemaError)):
+        return None  # refused before sending, for a reason a rerun may not have
     if isinstance(error, APIStatusError):
         if isinstance(error, _RateLimitError) or error.status == 503:
             return None

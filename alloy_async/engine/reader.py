@@ -11,8 +11,9 @@ import asyncio
 from collections.abc import AsyncIterable, Callable, Mapping
 from typing import Any
 
+from ..errors import InvalidRequestError
 from ..models.bulk import ExecuteJob
-from .admission import Admission
+from .admission import Admission, locate
 from .dispatch import Bell
 from .scheduler import FairScheduler
 from .state import Flow, Jobs, Settings
@@ -92,6 +93,15 @@ class Reader:
         slot = self._admission.admit(raw, flow.next_index)
         if slot is None:
             return False
+        preflight = self._s.preflight
+        if preflight is not None and slot.preset is None:
+            refused = await preflight(slot.job)
+            if refused is not None:
+                slot.preset = (
+                    locate(refused, slot.index)
+                    if isinstance(refused, InvalidRequestError)
+                    else refused
+                )
         if self._stamp:
             slot.t_in = asyncio.get_running_loop().time()
         flow.next_index += 1

@@ -297,7 +297,7 @@ class BulkRun:
                 flow.in_flight += 1
                 try:
                     if slot.preset is not None:
-                        await self._put(self._entry(slot, None, slot.preset, 0.0, True))
+                        await self._decided(slot, slot.preset)
                     else:
                         await self._call(slot, stats, loop, task)
                         stats.attempts = 0
@@ -439,6 +439,15 @@ class BulkRun:
         else:
             assert self._out is not None
             self._out.put_late((slot.index, outcome, slot.key, "outcome_unknown"))
+
+    async def _decided(self, slot: Slot, error: BaseException) -> None:
+        """``slot`` ends unsent with ``error``: journaled only when the journal keeps such a
+        failure (an invalid job); one that proves nothing ran (a schema that could not be
+        fetched, a quarantined credential) is not, so a rerun sends it."""
+        journaled = journal_state(error) is not None
+        if not journaled and slot.key is not None:
+            self._admission.claimed.discard(slot.key)
+        await self._put(self._entry(slot, None, error, 0.0, journaled))
 
     def _entry(
         self, slot: Slot, result: Any, error: BaseException | None, elapsed: float, journaled: bool

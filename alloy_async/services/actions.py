@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._convert import execution_result, structure, unwrap
 from .._core import CallStats
 from .._http import check_header, header_value_ok
 from .._wire import build_url, decode_json
-from ..errors import InvalidRequestError, InvalidResponseError
+from ..errors import AlloyError, InvalidRequestError, InvalidResponseError
 from ..models.actions import Action, CatalogAction, ExecutionResult
 from ..pagination import DEFAULT_MAX_PAGES, AsyncPaginator
+from ..validation import Problem
 from ._base import Service, check_id, check_mapping, extras
 from ._catalog import catalog, catalog_slug
 from ._hatches import checked_extras
+from ._preflight import Preflight, SchemaCache, Validate, check_validate
 
 if TYPE_CHECKING:
     import os
@@ -67,6 +69,56 @@ class Actions(Service):
         )
         return structure(unwrap(answer, "action", "data"), Action)
 
+    async def validate(
+        self,
+        connector_id: str,
+        action_id: str,
+        *,
+        request_body: Any = None,
+        query_parameters: Mapping[str, Any] | None = None,
+        path_params: Mapping[str, Any] | None = None,
+    ) -> list[Problem]:
+        """What the action's published schema refuses in these arguments; empty when valid.
+
+        Each :class:`~alloy_async.validation.Problem` has a JSON pointer into the arguments
+        (``/request_body/to``), a message and the failing schema keyword. The schema is fetched
+        once per client (``actions.get``; kept 10 minutes, 256 actions at most) and checked
+        locally; nothing is executed. Needs the ``validate`` extra (jsonschema).
+
+        Raises:
+            UnusableSchemaError: the action's schema cannot be applied.
+        """
+        check_id("connector_id", connector_id)
+        check_id("action_id", action_id)
+        check_mapping("query_parameters", query_parameters)
+        check_mapping("path_params", path_params)
+        return await self._preflight().problems(
+            connector_id, action_id, request_body, query_parameters, path_params
+        )
+
+    def _preflight(self) -> Preflight:
+        shared = self._requester._shared
+        if shared.schemas is None:
+            shared.schemas = SchemaCache()
+        return Preflight(shared.schemas, self.get)
+
+    def _job_preflight(
+        self, mode: Validate
+    ) -> Callable[[ExecuteJob], Awaitable[BaseException | None]]:
+        preflight = self._preflight()
+
+        async def check(job: ExecuteJob) -> BaseException | None:
+            try:
+                await preflight.check(
+                    mode, job.connector_id, job.action_id, job.request_body,
+                    job.query_parameters, job.path_params,
+                )  # fmt: skip
+            except AlloyError as exc:  # the job's outcome; the run goes on
+                return exc
+            return None
+
+        return check
+
     async def execute(
         self,
         connector_id: str,
@@ -82,6 +134,7 @@ class Actions(Service):
         extra_query: Mapping[str, Any] | None = None,
         extra_body: Mapping[str, Any] | None = None,
         stats: CallStats | None = None,
+        validate: Validate = False,
     ) -> ExecutionResult:
         """Run an action for a user with one of their credentials.
 
@@ -99,6 +152,11 @@ class Actions(Service):
             path_params: values for ``{placeholders}`` in the action's path.
             additional_headers: extra headers for the third-party call.
             stats: receives the attempts made and seconds throttled (used by ``execute_many``).
+            validate: check the arguments against the action's schema first (see
+                :meth:`validate`): an invalid call raises :class:`InvalidRequestError` with
+                ``problems``, and nothing is sent. ``"best_effort"``: a schema that cannot be
+                applied lets the call through unvalidated (True raises
+                :class:`UnusableSchemaError`).
         """
         # The common case is checked inline (this is the bulk hot path); check_id is called
         # only to raise its error naming the argument.
@@ -119,6 +177,11 @@ class Actions(Service):
             extra_query=extra_query,
             extra_body=extra_body,
         )
+        if validate is not False:
+            await self._preflight().check(
+                check_validate(validate), connector_id, action_id, request_body,
+                query_parameters, path_params,
+            )  # fmt: skip
         response = await requester.send(
             request, scope=f"execute:{connector_id}", stats=stats, operation="alloy.actions.execute"
         )
@@ -251,6 +314,7 @@ class Actions(Service):
         deadline: float | None = None,
         stop_when: Callable[[BulkReport], bool] | None = None,
         checkpoint: str | os.PathLike[str] | Journal | None = None,
+        validate: Validate = False,
         **options: Any,
     ) -> BulkRun:
         """Execute many jobs (one action for many users) under caps, fairly; stream outcomes.
@@ -260,10 +324,15 @@ class Actions(Service):
         ``ordered=True``); ``run.report`` is the :class:`~alloy_async.models.BulkReport`.
         See :func:`alloy_async.engine.execute_many` for every option, ``coordinator=``
         (the limits and journal as one bundle) included.
+
+        ``validate=True`` checks every job against its action's schema before it is queued
+        (one schema fetch per distinct action): an invalid job ends with
+        :class:`InvalidRequestError` (its ``problems``), journaled as failed, never sent.
         """
         from ..engine import InProcessCoordinator, check_caps, execute_many
 
         check_caps(concurrency, per_user, per_connector)
+        mode = check_validate(validate)
 
         # A closed client, or one bound to another loop, refuses the run at once instead of
         # failing every job with the same ConfigurationError.
@@ -316,6 +385,7 @@ class Actions(Service):
             coordinator=coordinator,
             default_user=options.pop("default_user", self._requester.user_id),
             observer=self._requester.observer,
+            preflight=None if mode is False else self._job_preflight(mode),
             **limits,
             **options,
         )

@@ -1,0 +1,161 @@
+"""Preflight for ``actions``: each action's schema fetched once per client, then checked locally.
+
+The compiled schemas live in a :class:`SchemaCache` every view of a client shares: at most
+``maxsize`` actions, each kept ``ttl`` seconds; concurrent callers of one action share a single
+fetch. A schema that cannot be compiled is remembered as such (reported once, logged once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal
+
+from .._env import logger
+from ..errors import InvalidRequestError, UnusableSchemaError
+from ..models.actions import Action
+from ..validation import ActionValidator, Problem, compile_action
+
+__all__ = ["Preflight", "SchemaCache", "Validate", "check_validate", "invalid"]
+
+#: ``validate=`` of execute calls: off, on (an unusable schema fails the call), or on with an
+#: unusable schema letting the call through unvalidated.
+Validate = bool | Literal["best_effort"]
+
+_Entry = tuple[float, "ActionValidator | UnusableSchemaError"]
+
+
+def check_validate(value: object) -> Validate:
+    """``value`` as a ``validate=`` setting, or :class:`InvalidRequestError` naming it."""
+    if value is True or value is False or value == "best_effort":
+        return value
+    raise InvalidRequestError('validate must be True, False or "best_effort"', field="validate")
+
+
+def invalid(name: str, problems: list[Problem]) -> InvalidRequestError:
+    """The error a call refused by preflight raises (its problems listed, the first named)."""
+    shown = "; ".join(str(p) for p in problems[:5])
+    more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
+    return InvalidRequestError(
+        f"{name}: the action's schema refuses {len(problems)} thing(s): {shown}{more}; "
+        "nothing was sent",
+        field=problems[0].pointer.lstrip("/").split("/")[0] or None,
+        problems=tuple(problems),
+    )
+
+
+class SchemaCache:
+    """Compiled action schemas, by ``(connector_id, action_id)``; see the module docstring."""
+
+    def __init__(self, maxsize: int = 256, ttl: float = 600.0) -> None:
+        self.maxsize = maxsize
+        self.ttl = ttl
+        self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
+        self._pending: dict[tuple[str, str], asyncio.Future[ActionValidator]] = {}
+        #: Schema fetches made (what "fetched once" is judged by).
+        self.fetches = 0
+
+    async def get(
+        self, key: tuple[str, str], fetch: Callable[[], Awaitable[Action]]
+    ) -> ActionValidator:
+        """The compiled schema of ``key``, fetching it if needed.
+
+        Raises:
+            UnusableSchemaError: its schema cannot be compiled.
+            AlloyError: the fetch failed (not remembered: the next call fetches again).
+        """
+        loop = asyncio.get_running_loop()
+        entry = self._entries.get(key)
+        if entry is not None:
+            if entry[0] > loop.time():
+                self._entries.move_to_end(key)
+                return _value(entry[1])
+            del self._entries[key]
+        pending = self._pending.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)  # a caller cancelled leaves the fetch running
+        future: asyncio.Future[ActionValidator] = loop.create_future()
+        self._pending[key] = future
+        try:
+            self.fetches += 1
+            action = await fetch()
+            try:
+                value: ActionValidator | UnusableSchemaError = compile_action(
+                    action, f"{key[0]}.{key[1]}"
+                )
+            except UnusableSchemaError as exc:
+                logger.warning("%s", exc)  # once per action and TTL: it is cached below
+                value = exc
+            self._entries[key] = (loop.time() + self.ttl, value)
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+            _settle(future, value)
+            return _value(value)
+        except BaseException as exc:
+            if not future.done():
+                _settle(future, exc)
+            raise
+        finally:
+            del self._pending[key]
+
+
+def _settle(future: asyncio.Future[ActionValidator], value: object) -> None:
+    """Hand ``value`` to the callers sharing the fetch (marked retrieved: none may wait)."""
+    if isinstance(value, ActionValidator):
+        future.set_result(value)
+    elif isinstance(value, Exception):
+        future.set_exception(value)
+        future.exception()
+    else:
+        future.cancel()
+
+
+def _value(value: ActionValidator | UnusableSchemaError) -> ActionValidator:
+    if isinstance(value, UnusableSchemaError):
+        raise value
+    return value
+
+
+class Preflight:
+    """Validation of execute calls for one client (``actions.validate`` and ``validate=``)."""
+
+    def __init__(self, cache: SchemaCache, fetch: Callable[[str, str], Awaitable[Action]]) -> None:
+        self.cache = cache
+        self._fetch = fetch
+
+    async def problems(
+        self,
+        connector_id: str,
+        action_id: str,
+        request_body: Any,
+        query_parameters: Mapping[str, Any] | None,
+        path_params: Mapping[str, Any] | None,
+    ) -> list[Problem]:
+        """What the action's schema refuses (raises :class:`UnusableSchemaError`)."""
+        validator = await self.cache.get(
+            (connector_id, action_id), lambda: self._fetch(connector_id, action_id)
+        )
+        return validator.problems(request_body, query_parameters, path_params)
+
+    async def check(
+        self,
+        mode: Validate,
+        connector_id: str,
+        action_id: str,
+        request_body: Any,
+        query_parameters: Mapping[str, Any] | None,
+        path_params: Mapping[str, Any] | None,
+    ) -> None:
+        """Raise :class:`InvalidRequestError` (with ``problems``) for an invalid call, or
+        :class:`UnusableSchemaError` unless ``mode`` is ``"best_effort"``."""
+        try:
+            found = await self.problems(
+                connector_id, action_id, request_body, query_parameters, path_params
+            )
+        except UnusableSchemaError:
+            if mode == "best_effort":
+                return
+            raise
+        if found:
+            raise invalid(f"{connector_id}.{action_id}", found)
