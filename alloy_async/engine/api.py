@@ -11,6 +11,7 @@ from ..models.bulk import BulkReport, ExecuteJob
 from ..observability.base import Observer, members
 from .coordinator import Configurable, CoolDown, Coordinator, InProcessCoordinator, RateBudget
 from .journal import Journal
+from .quarantine import OnCredentialError
 from .run import BulkRun
 from .state import ExecuteOne, Jobs, Settings
 from .tracing import BulkObserver
@@ -53,6 +54,7 @@ def execute_many(
     coordinator: Coordinator | None = None,
     observer: Observer | None = None,
     preflight: Callable[[ExecuteJob], Awaitable[BaseException | None]] | None = None,
+    on_credential_error: OnCredentialError | None = None,
 ) -> BulkRun:
     """Run ``execute_one`` over ``jobs`` with bounded, fair concurrency; see :class:`BulkRun`.
 
@@ -83,6 +85,13 @@ def execute_many(
             its limits from these arguments (``alloy_async.distributed.RedisCoordinator``:
             ``per_user``, ``per_connector`` and a numeric ``rate`` are then shared by every
             process on its namespace).
+        on_credential_error: called once per credential the run quarantines, with
+            ``(user_id, credential_id, error)`` (sync or async), so the app can ask that user
+            to reconnect. A job failing with 401/403 from the third party (``source``
+            ``THIRD_PARTY``) quarantines its credential: its queued jobs are not sent (they
+            end with ``CredentialQuarantinedError``, journaled as not sent). A 401 from the
+            Connectivity API itself (a bad API key) stops the run, unless ``stop_when`` is
+            given. See ``engine/quarantine.py``.
         preflight: checks each job before it is queued (``validate=``): a job it refuses
             ends with that error, unsent.
         observer: the client's observer; when it can follow runs (telemetry), the run and
@@ -137,6 +146,7 @@ def execute_many(
         default_user=default_user,
         on_skip=on_skip,
         preflight=preflight,
+        on_credential_error=on_credential_error,
         observer=next((o for o in members(observer) if isinstance(o, BulkObserver)), None),
     )
     return BulkRun(execute_one, jobs, settings, coordinator)

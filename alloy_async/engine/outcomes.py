@@ -76,6 +76,8 @@ class Tally:
     throttled: float = 0.0
     by_error: dict[str, int] = attrs.field(factory=dict)
     stop_reason: str | None = None
+    quarantined: int = 0
+    quarantined_credentials: tuple[str, ...] = ()
 
     @property
     def finished(self) -> int:
@@ -116,6 +118,8 @@ class Tally:
             wall_time=wall_time,
             stopped_early=self.stop_reason is not None,
             stop_reason=self.stop_reason,
+            quarantined=self.quarantined,
+            quarantined_credentials=self.quarantined_credentials,
         )
 
 

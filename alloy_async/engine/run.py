@@ -45,6 +45,7 @@ from .coordinator import CoolDown, Coordinator, KeyedSlots, RateBudget, Verdict
 from .dispatch import Bell, Dispatch
 from .journal import Journal
 from .outcomes import Entry, OutcomeChannel, Tally, journal_state
+from .quarantine import Quarantine
 from .reader import Reader
 from .scheduler import Slot
 from .state import ExecuteOne, Flow, Jobs, Settings
@@ -90,6 +91,11 @@ class BulkRun:
         )  # fmt: skip
         self._room = self._reader.room
         self._tracing: RunTracing | None = None
+        self._quarantine = Quarantine(
+            settings.on_credential_error,
+            stop=self._stop,
+            stop_on_api_key=settings.stop_when is None,
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._permit_waiters: set[asyncio.Task[Any]] = set()
         self._sending: set[asyncio.Task[Any]] = set()
@@ -325,6 +331,13 @@ class BulkRun:
         error: BaseException | None = None
         result: Any = None
         started = 0.0
+        if self._quarantine.bad:
+            refused = self._quarantine.blocked(slot.job)
+            if refused is not None:  # its credential was refused earlier: never sent
+                self._d.release(slot, None)
+                self._tally.quarantined = self._quarantine.refused
+                await self._decided(slot, refused)
+                return
         try:
             try:
                 found = await self._gate.before(slot) if self._gate.active else None
@@ -399,9 +412,14 @@ class BulkRun:
         self._d.release(slot, error is None)
         if error is not None and isinstance(error, InvalidRequestError):
             error = locate(error, slot.index)  # refused before sending: say which job
+        owed = error is not None and self._quarantine.saw(slot.job, error)
+        if error is not None and self._quarantine.bad:
+            self._tally.quarantined_credentials = tuple(self._quarantine.bad)
         entry = self._entry(slot, result, error, loop.time() - started, True)
         if not self._out.offer(entry):  # type: ignore[union-attr]  # no coroutine when room
             await self._put(entry)
+        if owed:  # after the outcome is out: what the callback raises cannot lose it
+            await self._quarantine.notify(slot.job, error)  # type: ignore[arg-type]
 
     async def _elsewhere(self, slot: Slot, found: Verdict | tuple[str, str]) -> None:
         """Another process has ``slot``: its key (a verdict) or a shared cap (a key)."""

@@ -34,6 +34,8 @@ class Settings:
     on_skip: Callable[[ExecuteJob, str], None] | None
     #: A telemetry observer with run and job spans (``engine/tracing.py``), or None.
     observer: Any = None
+    #: Called once per quarantined credential (``engine/quarantine.py``), or None.
+    on_credential_error: Any = None
     #: Checks a job before it is queued: None, or the error it ends with unsent (preflight).
     preflight: Callable[[ExecuteJob], Awaitable[BaseException | None]] | None = None
 

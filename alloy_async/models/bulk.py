@@ -224,6 +224,9 @@ class BulkReport:
         wall_time: seconds from the start of the run to now (or to its end).
         stopped_early: dispatch stopped before the input was exhausted.
         stop_reason: why, when ``stopped_early``.
+        quarantined: jobs not sent because their credential was quarantined earlier in the
+            run (a 401/403 from the third party); counted in ``failed`` too.
+        quarantined_credentials: those credentials' ids.
     """
 
     succeeded: int = 0
@@ -239,6 +242,8 @@ class BulkReport:
     wall_time: float = 0.0
     stopped_early: bool = False
     stop_reason: str | None = None
+    quarantined: int = 0
+    quarantined_credentials: tuple[str, ...] = ()
 
     @property
     def finished(self) -> int:
@@ -261,6 +266,11 @@ class BulkReport:
                 for name, count in sorted(self.by_error.items(), key=lambda kv: (-kv[1], kv[0]))
             )
             lines.append(f"errors: {errors}")
+        if self.quarantined_credentials:
+            lines.append(
+                f"quarantined credentials: {', '.join(self.quarantined_credentials)} "
+                f"({self.quarantined} jobs not sent: reconnect, then rerun)"
+            )
         if self.stopped_early:
             lines.append(f"stopped early: {self.stop_reason}")
         return "\n".join(lines)

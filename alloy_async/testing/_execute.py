@@ -7,7 +7,10 @@ import asyncio
 import time
 from typing import Any
 
+from .._convert import structure
 from .._http import Request
+from ..models.actions import Action
+from ..validation import compile_action
 from ._handlers import Body, Params, Query, err, require_str, user_of
 from ._state import FakeState
 from .records import ExecutionRecord
@@ -25,6 +28,10 @@ def execute(fake: FakeState, params: Params, request: Request, body: Body, q: Qu
         raise err(403, "CREDENTIAL_FORBIDDEN", "Credential does not belong to this user")
     if cred["connectorId"] != connector_id:
         raise err(400, "CREDENTIAL_MISMATCH", "Credential is for another connector")
+    if cred_id in fake.revoked:
+        raise err(
+            401, "CREDENTIAL_REVOKED", "the third party refused the credential", "THIRD_PARTY"
+        )
     for key in ("requestBody", "queryParameters", "pathParams", "additionalHeaders"):
         if key in body and body[key] is not None and not isinstance(body[key], dict):
             raise err(400, "INVALID_INPUT", f"{key} must be an object")
@@ -40,6 +47,8 @@ def execute(fake: FakeState, params: Params, request: Request, body: Body, q: Qu
     for p in action["parameters"]:
         if p["in"] == "path" and p.get("required") and p["name"] not in path_params:
             raise err(400, "INVALID_INPUT", f"missing path parameter {p['name']}", "THIRD_PARTY")
+    if getattr(fake, "strict", False):
+        _validate(fake, connector_id, action_id, action, request_body, query_params, path_params)
     fake.executions.append(
         ExecutionRecord(
             user_id=user["userId"],
@@ -56,6 +65,29 @@ def execute(fake: FakeState, params: Params, request: Request, body: Body, q: Qu
         return _paged(fake, cred_id, request_body, query_params)
     output = _third_party_answer(fake, connector_id, action_id, request_body, path_params)
     return {"success": True, fake.execute_shape: output}
+
+
+def _validate(
+    fake: FakeState,
+    connector_id: str,
+    action_id: str,
+    action: dict[str, Any],
+    body: Any,
+    query: dict[str, Any],
+    path: dict[str, Any],
+) -> None:
+    """Strict mode: refuse what the action's published schema refuses, as production would
+    (the same schema ``actions.get`` serves), with a 400 listing the problems."""
+    key = (connector_id, action_id)
+    validator = fake.validators.get(key)
+    if validator is None:
+        public = {k: v for k, v in action.items() if not k.startswith("_")}
+        validator = compile_action(structure(public, Action), f"{connector_id}.{action_id}")
+        fake.validators[key] = validator
+    problems = validator.problems(body, query, path)
+    if problems:
+        detail = "; ".join(str(p) for p in problems)
+        raise err(400, "INVALID_INPUT", f"invalid input: {detail}", "THIRD_PARTY")
 
 
 def _paged(fake: FakeState, cred_id: str, body: Body, query: dict[str, Any]) -> Any:

@@ -33,6 +33,11 @@ class FakeState:
         self.credentials: dict[str, dict[str, Any]] = {}
         self.files: dict[str, dict[str, dict[str, Any]]] = collections.defaultdict(dict)
         self.executions: list[ExecutionRecord] = []
+        #: Credentials the third party refuses (401, ``source`` THIRD_PARTY): see
+        #: :meth:`revoke_credential`.
+        self.revoked: set[str] = set()
+        #: Compiled action schemas (strict mode), by (connector, action).
+        self.validators: dict[tuple[str, str], Any] = {}
         self._pending_oauth: set[str] = set()
 
     # -- test helpers -----------------------------------------------------------------------
@@ -42,6 +47,13 @@ class FakeState:
         user_id = self._new_id()
         self.users[user_id] = {"userId": user_id, "username": username, "fullName": full_name}
         return user_id
+
+    def revoke_credential(self, credential_id: str) -> None:
+        """The end user revoked access at the third party: every execute with this credential
+        now answers 401 with ``source: THIRD_PARTY`` (and executes nothing)."""
+        if credential_id not in self.credentials:
+            raise KeyError(f"no credential {credential_id!r}")
+        self.revoked.add(credential_id)
 
     def add_credential(self, user_id: str, connector_id: str, *, name: str | None = None) -> str:
         """Create a working credential directly (as if consent was given); returns its id."""

@@ -62,7 +62,9 @@ class FakeAlloy(FakeState):
     Args:
         seed: makes ids, timestamps and random faults reproducible.
         api_key: the only key the fake accepts (401 otherwise).
-        strict: reject unknown body fields with 400, to catch a wrong wire shape.
+        strict: reject unknown body fields with 400, to catch a wrong wire shape, and
+            execute calls whose arguments the action's published JSON Schema refuses (the
+            schema ``actions.get`` serves; needs the ``validate`` extra), as production would.
         latency: seconds each request takes (virtual under ``VirtualTimeLoop``).
         faults: a :class:`FaultPlan` of random faults.
         execute_shape: the key execution output is returned under: ``"result"`` (the
