@@ -251,6 +251,10 @@ async def test_checkpoint_resume_runs_each_job_exactly_once(tmp_path: Path) -> N
     assert len(states) == 600 and "intent" not in states.values()
 
 
+def never(report: object) -> bool:
+    return False
+
+
 async def test_checkpoint_does_not_journal_not_handled_failures(tmp_path: Path) -> None:
     path = tmp_path / "j.jsonl"
     calls: Counter[str] = Counter()
@@ -263,7 +267,9 @@ async def test_checkpoint_does_not_journal_not_handled_failures(tmp_path: Path) 
 
     jobs = [job(0, "auth"), job(1, "busy")]
     for _ in range(2):
-        await collect(execute_many(execute, jobs, checkpoint=path, adaptive=False))
+        # stop_when given: a 401 from the API itself does not stop the run (issue 15).
+        run = execute_many(execute, jobs, checkpoint=path, adaptive=False, stop_when=never)
+        await collect(run)
     assert calls == {"auth": 1, "busy": 2}  # the 429 is tried again by the rerun
     assert [state for _, state in read_journal(path)] == ["failed"]
 
