@@ -19,10 +19,10 @@ from typing import Any
 
 import attrs
 
-from .errors import ConfigurationError, UnusableSchemaError
+from .errors import ConfigurationError, InvalidRequestError, UnusableSchemaError
 from .models.actions import Action
 
-__all__ = ["ActionValidator", "Problem", "action_schema", "compile_action"]
+__all__ = ["ActionValidator", "Problem", "action_schema", "compile_action", "refusal"]
 
 #: Keywords whose jsonschema message names only schema data (property names), never a value.
 _SAFE_MESSAGES = frozenset({"required", "additionalProperties", "dependentRequired"})
@@ -145,6 +145,18 @@ class ActionValidator:
                     pointer += _pointer([missing[0]])
             found.append(Problem(pointer, _message(e), str(e.validator)))
         return sorted(found, key=lambda p: (p.pointer, p.keyword))
+
+
+def refusal(name: str, problems: list[Problem]) -> InvalidRequestError:
+    """The error a call refused by preflight raises (its problems listed, the first named)."""
+    shown = "; ".join(str(p) for p in problems[:5])
+    more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
+    return InvalidRequestError(
+        f"{name}: the action's schema refuses {len(problems)} thing(s): {shown}{more}; "
+        "nothing was sent",
+        field=problems[0].pointer.lstrip("/").split("/")[0] or None,
+        problems=tuple(problems),
+    )
 
 
 def compile_action(action: Action, name: str) -> ActionValidator:

@@ -1,4 +1,4 @@
-"""Preflight validation: ``actions.validate``, ``execute(validate=...)``, ``execute_many(validate=...)``.
+"""Preflight: ``actions.validate``, ``execute(validate=...)``, ``execute_many(validate=...)``.
 
 What reached the server is always judged by the server's own record: ``fake.requests`` (route
 names from ``alloy_async/testing/_routes.py``: ``actions.get`` is the schema fetch, ``execute``
@@ -225,7 +225,7 @@ async def test_validate_never_quotes_the_offending_value() -> None:
     schema = {"type": "object", "properties": keywords}
     fake2 = FakeAlloy()
     _serve_action(fake2, "slack", "custom", schema)
-    body = {k: SECRET for k in keywords}
+    body: dict[str, Any] = dict.fromkeys(keywords, SECRET)
     body["i"] = [SECRET]
     async with fake2.client() as alloy:
         found = await alloy.actions.validate("slack", "custom", request_body=body)
@@ -321,7 +321,9 @@ async def test_cancelling_the_caller_that_started_the_fetch_does_not_cancel_the_
         results = await asyncio.gather(leader, follower, return_exceptions=True)
         assert isinstance(results[0], asyncio.CancelledError)
         assert not follower.cancelled()
-        assert [p.pointer for p in results[1]] == ["/request_body/channel", "/request_body/text"]
+        second = results[1]
+        assert isinstance(second, list)
+        assert [p.pointer for p in second] == ["/request_body/channel", "/request_body/text"]
 
 
 async def test_a_for_user_view_shares_the_cache_and_another_client_does_not() -> None:
@@ -649,9 +651,9 @@ def _executed(fake: FakeAlloy) -> Counter[str]:
 
 
 def _check_mixed(outcomes: list[JobOutcome], jobs: list[ExecuteJob], invalid: set[int]) -> None:
-    assert sorted(o.index for o in outcomes) == list(range(len(jobs)))  # one outcome each
+    assert sorted(o.index or 0 for o in outcomes) == list(range(len(jobs)))  # one outcome each
     for o in outcomes:
-        assert o.job == jobs[o.index]
+        assert o.index is not None and o.job == jobs[o.index]
         if o.index in invalid:
             assert not o.ok and o.result is None
             assert isinstance(o.error, InvalidRequestError)
@@ -723,7 +725,7 @@ async def test_execute_many_without_validate_sends_the_invalid_jobs() -> None:
     assert len(_routes(fake, "execute")) == 9 and _schema_fetches(fake) == 0
     # the fake itself refuses the one missing a required field (index 2, slack); the one
     # of the wrong type (index 5, hubspot) it even executes
-    assert sorted(o.index for o in outcomes if not o.ok) == [2, 8]
+    assert sorted(o.index or 0 for o in outcomes if not o.ok) == [2, 8]
     assert {o.index for o in outcomes if not o.ok} < invalid
     assert any(e.request_body == {"objectId": 12345} for e in fake.executions)
 
@@ -747,7 +749,7 @@ async def test_execute_many_a_schema_that_cannot_be_fetched_is_not_journaled(
         outcomes = await _collect(
             alloy.actions.execute_many(jobs, validate=True, concurrency=8, checkpoint=journal)
         )
-        assert sorted(o.index for o in outcomes) == list(range(30))
+        assert sorted(o.index or 0 for o in outcomes) == list(range(30))
         for o in outcomes:
             if o.index in hubspot:
                 assert not o.ok and isinstance(o.error, APIConnectionError), o.error
@@ -763,12 +765,12 @@ async def test_execute_many_a_schema_that_cannot_be_fetched_is_not_journaled(
 
         # the fault is gone: the rerun sends the hubspot jobs (valid ones run, invalid refused)
         down["hubspot"] = False
-        skips: list[str | None] = []
+        skips: list[str] = []
         rerun = alloy.actions.execute_many(
             jobs,
             validate=True,
             checkpoint=journal,
-            on_skip=lambda job, why: skips.append(job.key),
+            on_skip=lambda job, why: skips.append(job.key or ""),
         )
         again = await _collect(rerun)
         assert sorted(o.job.key or "" for o in again) == sorted(f"k{i}" for i in hubspot)
@@ -863,4 +865,3 @@ async def test_execute_many_validate_over_real_http() -> None:
         ran[str(body.get("text", body.get("objectId")))] += 1
     assert ran == Counter(f"m{i}" for i in range(24) if i not in invalid)
     assert _schema_fetches(fake, "slack") == 1 and _schema_fetches(fake, "hubspot") == 1
-

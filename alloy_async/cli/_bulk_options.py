@@ -56,6 +56,8 @@ class BulkOptions:
     checkpoint: str | None
     grace: float
     ordered: bool
+    validate: bool = False
+    dry_run: bool = False
 
 
 def check_numbers(o: BulkOptions) -> None:

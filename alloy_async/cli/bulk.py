@@ -23,6 +23,7 @@ from click.core import ParameterSource
 from ..client import AlloyClient
 from ..engine import BulkRun
 from ..models import ExecuteJob
+from ._bulk_dry import dry_run
 from ._bulk_input import BadLine, JobReader
 from ._bulk_options import (
     DEFAULT_QUEUE,
@@ -71,6 +72,16 @@ ClientFactory = Callable[..., AbstractAsyncContextManager[AlloyClient]]
     help="Seconds jobs in flight get to finish after SIGTERM or SIGINT.",
 )
 @click.option("--ordered", is_flag=True, help="Write outcomes in input order.")
+@click.option(
+    "--validate",
+    is_flag=True,
+    help="Check each job against its action's JSON Schema first; invalid jobs are not sent.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Only check every job against its action's schema: send nothing, write the invalid.",
+)
 @click.option(
     "--redis",
     "redis_url",
@@ -122,6 +133,10 @@ def bulk(
     """
     redis_url, namespace, queue = opts.pop("redis_url"), opts.pop("namespace"), opts.pop("queue")
     settings = BulkOptions(**opts)
+    if settings.validate and settings.dry_run:
+        raise BulkUsageError("--validate and --dry-run: choose one (--dry-run sends nothing)")
+    if (settings.validate or settings.dry_run) and redis_url is not None:
+        raise BulkUsageError("--validate and --dry-run are not available with --redis yet")
     if redis_url is not None or namespace is not None or queue is not None:
         if redis_url is None or namespace is None:
             raise BulkUsageError("--redis and --namespace go together")
@@ -247,6 +262,9 @@ async def _bulk(
         stopper.remove()
         raise
     try:
+        if opts.dry_run:
+            async with client(max_connections=opts.concurrency) as alloy:
+                return await dry_run(opts, reader, out, alloy)
         return await _execute(opts, reader, out, client, stopper)
     finally:
         reader.close()
@@ -294,6 +312,7 @@ async def _execute(
             ordered=opts.ordered,
             checkpoint=opts.checkpoint,
             on_skip=on_skip,
+            validate=opts.validate,
         )
         stopper.run = run
         try:
@@ -302,6 +321,14 @@ async def _execute(
             stopper.finished = True
         report = run.report
     say(report.summary())
+    if report.quarantined_credentials:
+        say(
+            f"{report.quarantined} job(s) not sent: their credential was refused by the third "
+            f"party (401/403) earlier in the run ({', '.join(report.quarantined_credentials)}); "
+            "ask those users to reconnect, then rerun"
+            + (" with the same --checkpoint" if opts.checkpoint else ""),
+            "yellow",
+        )
     if tally.bad:
         say(f"{tally.bad} bad line(s) skipped")
     signum = stopper.stopped_by()

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import APIStatusError
+from ..errors import APIStatusError, CredentialQuarantinedError, InvalidRequestError
 from ..models import JobOutcome
 
 __all__ = ["dumps_line", "outcome_json"]
@@ -48,4 +48,11 @@ def outcome_json(outcome: JobOutcome, line: int | None) -> dict[str, Any]:
         row["error"] = {"type": type(err).__name__, "message": str(err)}
         if isinstance(err, APIStatusError):
             row["error"].update(status=err.status, code=err.code, requestId=err.request_id)
+        elif isinstance(err, InvalidRequestError) and err.problems:
+            row["error"]["problems"] = [
+                {"pointer": p.pointer, "message": p.message, "keyword": p.keyword}
+                for p in err.problems
+            ]
+        elif isinstance(err, CredentialQuarantinedError):
+            row["error"].update(credentialId=err.credential_id, cause=type(err.error).__name__)
     return row

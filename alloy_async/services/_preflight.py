@@ -15,9 +15,9 @@ from typing import Any, Literal
 from .._env import logger
 from ..errors import InvalidRequestError, UnusableSchemaError
 from ..models.actions import Action
-from ..validation import ActionValidator, Problem, compile_action
+from ..validation import ActionValidator, Problem, compile_action, refusal
 
-__all__ = ["Preflight", "SchemaCache", "Validate", "check_validate", "invalid"]
+__all__ = ["Preflight", "SchemaCache", "Validate", "check_validate"]
 
 #: ``validate=`` of execute calls: off, on (an unusable schema fails the call), or on with an
 #: unusable schema letting the call through unvalidated.
@@ -31,18 +31,6 @@ def check_validate(value: object) -> Validate:
     if value is True or value is False or value == "best_effort":
         return value
     raise InvalidRequestError('validate must be True, False or "best_effort"', field="validate")
-
-
-def invalid(name: str, problems: list[Problem]) -> InvalidRequestError:
-    """The error a call refused by preflight raises (its problems listed, the first named)."""
-    shown = "; ".join(str(p) for p in problems[:5])
-    more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
-    return InvalidRequestError(
-        f"{name}: the action's schema refuses {len(problems)} thing(s): {shown}{more}; "
-        "nothing was sent",
-        field=problems[0].pointer.lstrip("/").split("/")[0] or None,
-        problems=tuple(problems),
-    )
 
 
 class SchemaCache:
@@ -158,4 +146,4 @@ class Preflight:
                 return
             raise
         if found:
-            raise invalid(f"{connector_id}.{action_id}", found)
+            raise refusal(f"{connector_id}.{action_id}", found)
