@@ -303,12 +303,6 @@ async def test_a_cancelled_follower_leaves_the_shared_fetch_running() -> None:
     assert _schema_fetches(fake) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SDK bug: SchemaCache.get cancels the shared future when the caller that started "
-    "the fetch is cancelled, so every concurrent caller of the same action gets "
-    "CancelledError although it was never cancelled",
-)
 @pytest.mark.virtual_time
 async def test_cancelling_the_caller_that_started_the_fetch_does_not_cancel_the_others() -> None:
     fake = FakeAlloy(latency=0.05)
@@ -784,13 +778,6 @@ async def test_execute_many_a_schema_that_cannot_be_fetched_is_not_journaled(
     assert _executed(fake) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SDK bug: a job whose schema fetch ended with an HTTP 5xx (ServerError) is "
-    "journaled as 'failed' (journal_state of an APIStatusError), so a rerun skips it forever "
-    "although it was never sent; Run._decided says a schema that could not be fetched is "
-    "not journaled",
-)
 @pytest.mark.virtual_time
 async def test_execute_many_a_5xx_schema_fetch_is_not_journaled(tmp_path: Path) -> None:
     fake = FakeAlloy()

@@ -96,12 +96,15 @@ class Reader:
         preflight = self._s.preflight
         if preflight is not None and slot.preset is None:
             refused = await preflight(slot.job)
-            if refused is not None:
-                slot.preset = (
-                    locate(refused, slot.index)
-                    if isinstance(refused, InvalidRequestError)
-                    else refused
-                )
+            if isinstance(refused, InvalidRequestError):
+                slot.preset = locate(refused, slot.index)  # journaled as failed
+            elif refused is not None:
+                # Not the job's fault (its schema could not be fetched or used): journaled
+                # as nothing, so a rerun checks and sends it.
+                slot.preset = refused
+                if slot.key is not None:
+                    self._admission.claimed.discard(slot.key)
+                    slot.key = None
         if self._stamp:
             slot.t_in = asyncio.get_running_loop().time()
         flow.next_index += 1

@@ -40,7 +40,7 @@ class SchemaCache:
         self.maxsize = maxsize
         self.ttl = ttl
         self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
-        self._pending: dict[tuple[str, str], asyncio.Future[ActionValidator]] = {}
+        self._pending: dict[tuple[str, str], asyncio.Task[ActionValidator]] = {}
         #: Schema fetches made (what "fetched once" is judged by).
         self.fetches = 0
 
@@ -61,10 +61,17 @@ class SchemaCache:
                 return _value(entry[1])
             del self._entries[key]
         pending = self._pending.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)  # a caller cancelled leaves the fetch running
-        future: asyncio.Future[ActionValidator] = loop.create_future()
-        self._pending[key] = future
+        if pending is None:
+            # The fetch is a task of its own: a caller cancelled (a timeout, a stop) leaves it
+            # running for the others sharing it, instead of cancelling them all.
+            pending = loop.create_task(self._load(key, fetch))
+            pending.add_done_callback(_retrieved)
+            self._pending[key] = pending
+        return await asyncio.shield(pending)
+
+    async def _load(
+        self, key: tuple[str, str], fetch: Callable[[], Awaitable[Action]]
+    ) -> ActionValidator:
         try:
             self.fetches += 1
             action = await fetch()
@@ -75,28 +82,18 @@ class SchemaCache:
             except UnusableSchemaError as exc:
                 logger.warning("%s", exc)  # once per action and TTL: it is cached below
                 value = exc
-            self._entries[key] = (loop.time() + self.ttl, value)
+            self._entries[key] = (asyncio.get_running_loop().time() + self.ttl, value)
             while len(self._entries) > self.maxsize:
                 self._entries.popitem(last=False)
-            _settle(future, value)
             return _value(value)
-        except BaseException as exc:
-            if not future.done():
-                _settle(future, exc)
-            raise
         finally:
             del self._pending[key]
 
 
-def _settle(future: asyncio.Future[ActionValidator], value: object) -> None:
-    """Hand ``value`` to the callers sharing the fetch (marked retrieved: none may wait)."""
-    if isinstance(value, ActionValidator):
-        future.set_result(value)
-    elif isinstance(value, Exception):
-        future.set_exception(value)
-        future.exception()
-    else:
-        future.cancel()
+def _retrieved(task: asyncio.Task[ActionValidator]) -> None:
+    """Mark a shared fetch's failure as seen: every caller may have gone (no warning then)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _value(value: ActionValidator | UnusableSchemaError) -> ActionValidator:
