@@ -26,6 +26,7 @@ from ..errors import (
 from ..errors import RateLimitError as _RateLimitError
 from ..models.bulk import BulkReport, JobOutcome
 from .journal import State
+from .quarantine import credential_failure
 
 __all__ = ["Entry", "OutcomeChannel", "Tally", "journal_state", "kind_of"]
 
@@ -50,6 +51,9 @@ def journal_state(error: BaseException | None) -> State | None:
         return "outcome_unknown"
     if isinstance(error, (CredentialQuarantinedError, UnusableSchemaError)):
         return None  # refused before sending, for a reason a rerun may not have
+    if credential_failure(error) == "credential":
+        return None  # the third party refused the credential: nothing ran; after the user
+        # reconnects, a rerun sends it with the jobs the quarantine held back
     if isinstance(error, APIStatusError):
         if isinstance(error, _RateLimitError) or error.status == 503:
             return None

@@ -39,9 +39,9 @@ from ..errors import (
     OutcomeUnknownError,
     RateLimitError,
 )
-from ..models.bulk import BulkReport, JobOutcome
+from ..models.bulk import JobOutcome
 from .admission import Admission, locate
-from .coordinator import CoolDown, Coordinator, KeyedSlots, RateBudget, Verdict
+from .coordinator import Coordinator, Verdict
 from .dispatch import Bell, Dispatch
 from .journal import Journal
 from .outcomes import Entry, OutcomeChannel, Tally, journal_state
@@ -50,11 +50,12 @@ from .reader import Reader
 from .scheduler import Slot
 from .state import ExecuteOne, Flow, Jobs, Settings
 from .tracing import RunTracing
+from .views import RunViews
 
 __all__ = ["BulkRun"]
 
 
-class BulkRun:
+class BulkRun(RunViews):
     """A running ``execute_many``: an async iterable of :class:`JobOutcome`, then ``report``.
 
     Iterate it once (``async for outcome in run``), preferably inside ``async with run:``.
@@ -103,37 +104,6 @@ class BulkRun:
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._grace_timer: asyncio.TimerHandle | None = None
         self._grace_at: float | None = None
-
-    @property
-    def limiter(self) -> KeyedSlots:
-        """The concurrency caps (``statistics()`` on the in-process one)."""
-        return self._c.slots
-
-    @property
-    def rate(self) -> RateBudget | None:
-        """The rate budget, if any."""
-        return self._c.rate
-
-    @property
-    def adaptive(self) -> CoolDown | None:
-        """The adaptive limit per scope, if any."""
-        return self._c.cooldown
-
-    @property
-    def journal(self) -> Journal | None:
-        """The run's write-ahead journal (``checkpoint=``), or None."""
-        return self._admission.journal
-
-    @property
-    def report(self) -> BulkReport:
-        """The counts so far (final once iteration has ended or the run is closed)."""
-        flow = self._flow
-        if flow.t0 is None:
-            wall = 0.0
-        else:
-            end = flow.t_end if flow.t_end is not None else asyncio.get_running_loop().time()
-            wall = end - flow.t0
-        return self._tally.report(waiting=flow.buffered if flow.stopping else 0, wall_time=wall)
 
     def stop(self, reason: str = "stopped", *, grace: float | None = None) -> None:
         """Stop dispatch now; let in-flight calls finish, for at most ``grace`` seconds.
@@ -331,13 +301,10 @@ class BulkRun:
         error: BaseException | None = None
         result: Any = None
         started = 0.0
-        if self._quarantine.bad:
-            refused = self._quarantine.blocked(slot.job)
-            if refused is not None:  # its credential was refused earlier: never sent
-                self._d.release(slot, None)
-                self._tally.quarantined = self._quarantine.refused
-                await self._decided(slot, refused)
-                return
+        refused = self._quarantine.blocked(slot.job) if self._quarantine.bad else None
+        if refused is not None:  # its credential was refused earlier: no permit, no intent
+            await self._refuse(slot, refused, None)
+            return
         try:
             try:
                 found = await self._gate.before(slot) if self._gate.active else None
@@ -370,21 +337,25 @@ class BulkRun:
                 self._d.release(slot, None)
                 await self._elsewhere(slot, found)
                 return
-            started = loop.time()
-            sent = True
-            self._sending.add(task)
-            try:
-                if self._tracing is None:
-                    result = await self._execute_one(slot.job, stats)
-                else:
-                    queued = started - slot.t_in - rate_wait
-                    result = await self._tracing.run_job(
-                        slot, self._execute_one, stats, queued, rate_wait
-                    )
-            except Exception as exc:
-                error = exc
-            finally:
-                self._sending.discard(task)
+            # Again: a 401 may have quarantined it while this worker waited for a permit or
+            # for its intent to commit.
+            refused = self._quarantine.blocked(slot.job) if self._quarantine.bad else None
+            if refused is None:
+                started = loop.time()
+                sent = True
+                self._sending.add(task)
+                try:
+                    if self._tracing is None:
+                        result = await self._execute_one(slot.job, stats)
+                    else:
+                        queued = started - slot.t_in - rate_wait
+                        result = await self._tracing.run_job(
+                            slot, self._execute_one, stats, queued, rate_wait
+                        )
+                except Exception as exc:
+                    error = exc
+                finally:
+                    self._sending.discard(task)
         except asyncio.CancelledError:
             self._d.release(slot, None)
             if sent:
@@ -397,6 +368,9 @@ class BulkRun:
                         with contextlib.suppress(JournalError):
                             journal.forget(slot.key)  # queued after the intent: ordered
             raise
+        if refused is not None:
+            await self._refuse(slot, refused, journal if intended else None)
+            return
         slot.attempts += max(1, stats.attempts)
         slot.throttled += stats.throttled
         if isinstance(error, RateLimitError) and self._c.cooldown is not None:
@@ -446,17 +420,22 @@ class BulkRun:
         slot.attempts += max(1, stats.attempts)
         why = "given up at stop" if self._flow.giving_up and not self._flow.closed else "cancelled"
         unknown = OutcomeUnknownError(f"{why} while in flight; the action may have run")
-        self._tally.count(unknown, slot.attempts, slot.throttled)
-        outcome = JobOutcome(
-            job=slot.job, ok=False, result=None, error=unknown, attempts=slot.attempts,
-            elapsed=elapsed, index=slot.index,
-        )  # fmt: skip
+        entry = self._entry(slot, None, unknown, elapsed, True, judge=False)
         if self._flow.closed:  # nobody will take it: journal it now
             with contextlib.suppress(JournalError):
                 self._admission.taken(slot.key, "outcome_unknown")
         else:
             assert self._out is not None
-            self._out.put_late((slot.index, outcome, slot.key, "outcome_unknown"))
+            self._out.put_late(entry)
+
+    async def _refuse(self, slot: Slot, refused: BaseException, intent: Journal | None) -> None:
+        """``slot``'s credential is quarantined: it ends unsent (its intent taken back)."""
+        self._d.release(slot, None)
+        if intent is not None:
+            with contextlib.suppress(JournalError):
+                intent.forget(slot.key)  # type: ignore[arg-type]
+        self._tally.quarantined = self._quarantine.refused
+        await self._decided(slot, refused)
 
     async def _decided(self, slot: Slot, error: BaseException) -> None:
         """``slot`` ends unsent with ``error``: journaled only when the journal keeps such a
@@ -468,15 +447,23 @@ class BulkRun:
         await self._put(self._entry(slot, None, error, 0.0, journaled))
 
     def _entry(
-        self, slot: Slot, result: Any, error: BaseException | None, elapsed: float, journaled: bool
+        self,
+        slot: Slot,
+        result: Any,
+        error: BaseException | None,
+        elapsed: float,
+        journaled: bool,
+        *,
+        judge: bool = True,
     ) -> Entry:
-        """Count one finished job and make its outcome (``stop_when`` sees it counted)."""
+        """Count one finished job and make its outcome (``stop_when`` sees it counted,
+        unless ``judge`` is False: a call given up while stopping)."""
         self._tally.count(error, slot.attempts, slot.throttled)
         outcome = JobOutcome(
             slot.job, error is None, result, error, slot.attempts, elapsed, slot.index
         )  # positional: this is once per job
         stop_when = self._s.stop_when
-        if stop_when is not None and not self._flow.stopping and stop_when(self.report):
+        if judge and stop_when is not None and not self._flow.stopping and stop_when(self.report):
             self._stop(f"stop_when returned True after {self._tally.finished} outcomes")
         state = "succeeded" if error is None else journal_state(error)
         return (slot.index, outcome, slot.key if journaled else None, state)
