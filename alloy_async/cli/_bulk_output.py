@@ -113,7 +113,16 @@ def _settle(run: BulkRun, out_path: str) -> set[str]:
     return set(found)
 
 
-_NOT_HANDLED = frozenset({"RateLimitError", "APIConnectionError", "APITimeoutError"})
+#: Error types of a job the server never acted on (a rerun sends it again).
+_NOT_HANDLED = frozenset(
+    {
+        "RateLimitError",
+        "APIConnectionError",
+        "APITimeoutError",
+        "CredentialQuarantinedError",
+        "UnusableSchemaError",
+    }
+)
 
 
 def _settled_state(row: dict[str, Any]) -> State | None:
@@ -126,12 +135,16 @@ def _settled_state(row: dict[str, Any]) -> State | None:
         return "outcome_unknown"
     if error.get("type") in _NOT_HANDLED or error.get("status") == 503:
         return None
+    if error.get("status") in (401, 403) and str(error.get("source")).upper() == "THIRD_PARTY":
+        return None  # the third party refused the credential: nothing ran
     return "failed"
 
 
 def keys_in_out(path: str) -> tuple[set[str], bool]:
-    """The keys ``--out`` already has a line for, and whether its last line is torn (a run
-    killed mid-write): the first new line then starts on a line of its own."""
+    """The keys ``--out`` already has a line for (the last line of a key wins: one saying the
+    server never acted, a 429 or a quarantined credential, does not count, so a rerun sends
+    it), and whether its last line is torn (a run killed mid-write): the first new line then
+    starts on a line of its own."""
     keys: set[str] = set()
     if path == "-" or not os.path.isfile(path):
         return keys, False
@@ -145,7 +158,11 @@ def keys_in_out(path: str) -> tuple[set[str], bool]:
                 except orjson.JSONDecodeError:
                     continue  # a torn line is no outcome
                 key = row.get("key") if isinstance(row, dict) else None
-                if isinstance(key, str):
+                if not isinstance(key, str):
+                    continue
+                if _settled_state(row) is None and row.get("ok") is not True:
+                    keys.discard(key)  # never acted on (429, quarantined, ...): sent again
+                else:
                     keys.add(key)
     except OSError as exc:
         raise BulkUsageError(f"cannot read --out {path!r}: {exc.strerror or exc}") from None

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from ..engine.journal import State
+from ..engine.outcomes import journal_state
 from ..engine.rows import outcome_json
 from ..errors import InvalidRequestError
 from ..models import ExecuteJob
@@ -147,7 +148,8 @@ async def _execute(
             i = todo[outcome.index]
             row = outcome_json(outcome, lines[i])
             key = keys[i]
-            if key is not None:
-                # Stored before the engine records the outcome (on the next iteration).
+            # Stored before the engine records the outcome (on the next iteration); not for a
+            # job the server never acted on (the engine keeps nothing of it: a rerun sends it).
+            if key is not None and (outcome.ok or journal_state(outcome.error) is not None):
                 await run.journal.save_rows({key: row})
             rows[i] = row

@@ -47,7 +47,9 @@ def outcome_json(outcome: JobOutcome, line: int | None) -> dict[str, Any]:
         err = outcome.error
         row["error"] = {"type": type(err).__name__, "message": str(err)}
         if isinstance(err, APIStatusError):
-            row["error"].update(status=err.status, code=err.code, requestId=err.request_id)
+            row["error"].update(
+                status=err.status, code=err.code, source=err.source, requestId=err.request_id
+            )
         elif isinstance(err, InvalidRequestError) and err.problems:
             row["error"]["problems"] = [
                 {"pointer": p.pointer, "message": p.message, "keyword": p.keyword}
