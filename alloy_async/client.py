@@ -98,12 +98,8 @@ class AlloyClient:
             raise ConfigurationError("user_id must be a non-empty string or None")
         policy = retry if retry is not None else RetryPolicy(max_retries=max_retries)
         own_observer = telemetry if isinstance(telemetry, Observer) else None
-        observer = chain(
-            [
-                _hooks(event_hooks),
-                own_observer or telemetry_observer(telemetry),
-            ]
-        )
+        # Telemetry first: its spans then record every attempt, whatever a hook raises.
+        observer = chain([own_observer or telemetry_observer(telemetry), _hooks(event_hooks)])
         owns = transport is None
         if transport is None:
             from .transports.aiohttp import AiohttpTransport

@@ -22,7 +22,14 @@ import attrs
 from .errors import ConfigurationError, InvalidRequestError, UnusableSchemaError
 from .models.actions import Action
 
-__all__ = ["ActionValidator", "Problem", "action_schema", "compile_action", "refusal"]
+__all__ = [
+    "ActionValidator",
+    "Problem",
+    "action_schema",
+    "compile_action",
+    "jsonschema_module",
+    "refusal",
+]
 
 #: Keywords whose jsonschema message names only schema data (property names), never a value.
 _SAFE_MESSAGES = frozenset({"required", "additionalProperties", "dependentRequired"})
@@ -75,7 +82,8 @@ def action_schema(action: Action) -> dict[str, Any]:
     }
 
 
-def _jsonschema() -> Any:
+def jsonschema_module() -> Any:
+    """The ``jsonschema`` module, or :class:`ConfigurationError` saying how to install it."""
     try:
         return importlib.import_module("jsonschema")  # Any: its stubs are a separate package
     except ImportError:
@@ -169,7 +177,7 @@ def compile_action(action: Action, name: str) -> ActionValidator:
         UnusableSchemaError: the schema is not valid JSON Schema.
         ConfigurationError: jsonschema is not installed.
     """
-    jsonschema = _jsonschema()
+    jsonschema = jsonschema_module()
     import referencing
 
     schema = action_schema(action)

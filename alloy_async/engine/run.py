@@ -296,7 +296,7 @@ class BulkRun(RunViews):
         self, slot: Slot, stats: CallStats, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]
     ) -> None:
         journal = self._admission.journal if slot.key is not None else None
-        sent = intended = False
+        sent = intended = released = False
         rate_wait = 0.0
         error: BaseException | None = None
         result: Any = None
@@ -328,6 +328,7 @@ class BulkRun(RunViews):
             except JournalError as exc:
                 # Never send what the journal (or a shared coordinator) could not record.
                 self._d.release(slot, None)
+                released = True  # what follows may be cancelled: never release twice
                 self._admission.claimed.discard(slot.key)
                 what = "coordinator" if isinstance(exc, CoordinatorError) else "journal"
                 self._stop(f"the {what} failed: {exc}")
@@ -335,6 +336,7 @@ class BulkRun(RunViews):
                 return
             if found is not None:
                 self._d.release(slot, None)
+                released = True
                 await self._elsewhere(slot, found)
                 return
             # Again: a 401 may have quarantined it while this worker waited for a permit or
@@ -357,6 +359,8 @@ class BulkRun(RunViews):
                 finally:
                     self._sending.discard(task)
         except asyncio.CancelledError:
+            if released:  # its outcome was on its way (counted, journaled as it ends)
+                raise
             self._d.release(slot, None)
             if sent:
                 self._given_up(slot, stats, loop.time() - started)
@@ -459,6 +463,8 @@ class BulkRun(RunViews):
         """Count one finished job and make its outcome (``stop_when`` sees it counted,
         unless ``judge`` is False: a call given up while stopping)."""
         self._tally.count(error, slot.attempts, slot.throttled)
+        if self._tracing is not None:
+            self._tracing.finished(error)
         outcome = JobOutcome(
             slot.job, error is None, result, error, slot.attempts, elapsed, slot.index
         )  # positional: this is once per job

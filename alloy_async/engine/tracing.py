@@ -12,6 +12,7 @@ import asyncio
 from typing import Any, Protocol, runtime_checkable
 
 from .._core import CallStats
+from ..errors import RateLimitError
 from .outcomes import Tally, kind_of
 from .scheduler import Slot
 from .state import ExecuteOne
@@ -33,7 +34,10 @@ class BulkObserver(Protocol):
         """A job is being sent (its call runs inside what this makes current)."""
 
     def job_ended(self, handle: Any, outcome: str, error: BaseException | None) -> None:
-        """The job's call ended."""
+        """The job's call ended (``throttled``: a 429, the job may be queued again)."""
+
+    def job_finished(self, outcome: str) -> None:
+        """A job has its final outcome (sent or not): count it."""
 
 
 class RunTracing:
@@ -56,8 +60,17 @@ class RunTracing:
             error = exc
             raise
         finally:
-            cancelled = isinstance(error, asyncio.CancelledError)
-            observer.job_ended(handle, "outcome_unknown" if cancelled else kind_of(error), error)
+            if isinstance(error, asyncio.CancelledError):
+                outcome = "outcome_unknown"
+            elif isinstance(error, RateLimitError):
+                outcome = "throttled"  # this attempt's end; the job may be queued again
+            else:
+                outcome = kind_of(error)
+            observer.job_ended(handle, outcome, error)
+
+    def finished(self, error: BaseException | None) -> None:
+        """Count a job's final outcome."""
+        self._observer.job_finished(kind_of(error))
 
     def end(self, tally: Tally) -> None:
         """End the run's span with the report's counts."""

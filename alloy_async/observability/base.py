@@ -217,7 +217,7 @@ class HookObserver(Observer):
 
 
 class _Chain(Observer):
-    """Several observers, called in order (hooks first, then telemetry)."""
+    """Several observers, called in order (telemetry first, then hooks)."""
 
     def __init__(self, observers: Sequence[Observer]) -> None:
         self._all = tuple(observers)

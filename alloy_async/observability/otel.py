@@ -173,8 +173,10 @@ class OpenTelemetryObserver(Observer):
     def call_ended(self, call: CallInfo, error: BaseException | None) -> None:
         state: _CallState = call.state
         span = state.span
-        if state.http is not None:  # cancelled mid-attempt
-            state.http.set_attribute("error.type", type(error).__name__ if error else "cancelled")
+        if state.http is not None:  # the attempt never got to answered(): cancelled, a hook
+            what = type(error).__name__ if error else "cancelled"
+            state.http.set_attribute("error.type", what)
+            state.http.set_status(Status(StatusCode.ERROR, what))
             state.http.end()
         if call.attempt > 1:
             span.set_attribute("http.request.resend_count", call.attempt - 1)
@@ -230,6 +232,9 @@ class OpenTelemetryObserver(Observer):
         if error is not None:
             span.set_attribute("error.type", type(error).__name__)
             span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-        self._jobs.add(1, {"alloy.outcome": outcome})
         otel_context.detach(token)
         span.end()
+
+    def job_finished(self, outcome: str) -> None:
+        """Count a job's final outcome (once per job, sent or not)."""
+        self._jobs.add(1, {"alloy.outcome": outcome})

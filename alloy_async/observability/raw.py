@@ -27,6 +27,8 @@ T = TypeVar("T")
 _CAPTURED: contextvars.ContextVar[list[tuple[Response, float, int]] | None] = (
     contextvars.ContextVar("alloy_async_raw_capture", default=None)
 )
+#: Coroutines that may send no request at all (``validate``: its schema may be cached).
+_NOT_OFFERED = frozenset({"validate"})
 _RATE_LIMIT_PREFIXES = ("x-ratelimit-", "ratelimit-", "x-rate-limit-")
 
 
@@ -105,10 +107,10 @@ class _RawService:
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         fn = getattr(self._service, name)
-        if not inspect.iscoroutinefunction(fn):
+        if not inspect.iscoroutinefunction(fn) or name in _NOT_OFFERED:
             raise ConfigurationError(
-                f"with_raw_response.{self._name}.{name} is not offered: only single calls "
-                "(coroutines) have one answer to return"
+                f"with_raw_response.{self._name}.{name} is not offered: only calls that send "
+                "one request have an answer to return"
             )
 
         @functools.wraps(fn)

@@ -98,7 +98,9 @@ def _retrieved(task: asyncio.Task[ActionValidator]) -> None:
 
 def _value(value: ActionValidator | UnusableSchemaError) -> ActionValidator:
     if isinstance(value, UnusableSchemaError):
-        raise value
+        # A fresh error each time: re-raising the cached one would grow its traceback (and
+        # keep every caller's frame, jobs included) with each job of the action.
+        raise UnusableSchemaError(value.action, value.reason)
     return value
 
 

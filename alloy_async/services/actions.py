@@ -14,7 +14,7 @@ from .._wire import build_url, decode_json
 from ..errors import AlloyError, InvalidRequestError, InvalidResponseError
 from ..models.actions import Action, CatalogAction, ExecutionResult
 from ..pagination import DEFAULT_MAX_PAGES, AsyncPaginator
-from ..validation import Problem
+from ..validation import Problem, jsonschema_module
 from ._base import Service, check_id, check_mapping, extras
 from ._catalog import catalog, catalog_slug
 from ._hatches import checked_extras
@@ -333,6 +333,8 @@ class Actions(Service):
 
         check_caps(concurrency, per_user, per_connector)
         mode = check_validate(validate)
+        if mode is not False:
+            jsonschema_module()  # missing: one clear error now, not one per job
 
         # A closed client, or one bound to another loop, refuses the run at once instead of
         # failing every job with the same ConfigurationError.
