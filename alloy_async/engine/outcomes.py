@@ -25,6 +25,7 @@ from ..errors import (
 )
 from ..errors import RateLimitError as _RateLimitError
 from ..models.bulk import BulkReport, JobOutcome
+from .dispatch import Bell
 from .journal import State
 from .quarantine import credential_failure
 
@@ -151,7 +152,7 @@ class OutcomeChannel:
         self._size = size
         self._items: deque[Entry] = deque()
         self._getter: asyncio.Future[None] | None = None  # the consumer, waiting for one
-        self._putters: deque[asyncio.Future[None]] = deque()  # workers waiting for room
+        self._room = Bell()  # workers waiting for room
         self._ordered = ordered
         self._taken = taken
         self._on_emit = on_emit
@@ -166,14 +167,7 @@ class OutcomeChannel:
     async def put(self, entry: Entry) -> None:
         """Hand an outcome on (waits while the consumer is ``size`` behind)."""
         while len(self._items) >= self._size and not self._all_done:
-            room = asyncio.get_running_loop().create_future()
-            self._putters.append(room)
-            try:
-                await room
-            except asyncio.CancelledError:
-                if room.done() and not room.cancelled():
-                    self._room_freed()  # it was handed the room: pass it on
-                raise
+            await self._room.wait()  # rung once per outcome taken, and at close
         self._push(entry)
 
     def offer(self, entry: Entry) -> bool:
@@ -194,14 +188,6 @@ class OutcomeChannel:
             if not getter.done():
                 getter.set_result(None)
 
-    def _room_freed(self) -> None:
-        putters = self._putters
-        while putters:
-            room = putters.popleft()
-            if not room.done():
-                room.set_result(None)
-                return
-
     def put_late(self, entry: Entry) -> None:
         """Hand on the outcome of a call given up at a stop (from a worker being cancelled)."""
         self._late.append(entry)
@@ -213,8 +199,7 @@ class OutcomeChannel:
             return
         self._all_done = True
         self._wake_consumer()
-        while self._putters:  # a put waiting for room now goes through (nothing is lost)
-            self._room_freed()
+        self._room.ring_all()  # a put waiting for room now goes through (nothing is lost)
 
     def skip(self, index: int) -> None:
         """Job ``index`` yields no outcome (another run has it): ordered mode moves past it."""
@@ -257,8 +242,7 @@ class OutcomeChannel:
                 got: Any = self._late.popleft()
             elif items:
                 got = items.popleft()
-                if self._putters:
-                    self._room_freed()
+                self._room.ring()
             elif self._done_seen or self._all_done:
                 self._done_seen = True
                 if self._ordered and self._reorder:  # gaps: jobs stopped before dispatch
