@@ -43,8 +43,13 @@ class Headers(dict[str, str]):
     __slots__ = ()
 
     def __repr__(self) -> str:
-        return repr(
-            {k: ("[REDACTED]" if k.lower() in SENSITIVE_HEADERS else v) for k, v in self.items()}
+        return repr(dict(Headers.masked(self)))
+
+    @staticmethod
+    def masked(headers: Mapping[str, str]) -> Headers:
+        """A copy of ``headers`` whose credentials read ``[REDACTED]``."""
+        return Headers(
+            {k: ("[REDACTED]" if k.lower() in SENSITIVE_HEADERS else v) for k, v in headers.items()}
         )
 
     __str__ = __repr__

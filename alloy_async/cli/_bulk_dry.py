@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import TextIO
 
-import click
-
 from ..client import AlloyClient
-from ..engine.rows import dumps_line, outcome_json
+from ..engine.rows import outcome_json
 from ..errors import AlloyError, InvalidRequestError
 from ..models.bulk import JobOutcome
 from ..validation import refusal
 from ._bulk_input import BadLine, JobReader
 from ._bulk_options import BulkOptions
+from ._bulk_output import write_row
 from ._common import say
 
 __all__ = ["dry_run"]
@@ -54,13 +53,7 @@ async def dry_run(opts: BulkOptions, reader: JobReader, out: TextIO, alloy: Allo
             unchecked += 1
         say(f"line {number}: {error}", "red")
         row = outcome_json(JobOutcome(job, False, None, error, 0, 0.0, index - 1), number)
-        try:
-            out.write(dumps_line(row) + "\n")
-            out.flush()
-        except OSError as exc:
-            raise click.ClickException(
-                f"writing the outcomes to {where} failed: {exc.strerror or exc}"
-            ) from None
+        write_row(out, row, where)
     say(
         f"dry run: {index} job(s) checked: {valid} valid, {invalid} invalid, {unchecked} could "
         f"not be validated; {bad} bad line(s); nothing was sent"

@@ -22,7 +22,7 @@ from ..models import ExecuteJob
 from ._bulk_options import BulkOptions, BulkUsageError
 from ._common import err_console, say
 
-__all__ = ["dumps_line", "keys_in_out", "outcome_json", "write_outcomes"]
+__all__ = ["dumps_line", "keys_in_out", "outcome_json", "write_outcomes", "write_row"]
 
 
 async def write_outcomes(
@@ -61,14 +61,7 @@ async def write_outcomes(
                 async for outcome in run:
                     entry = lines_of.pop(id(outcome.job), None)
                     row = outcome_json(outcome, entry[0] if entry is not None else None)
-                    try:
-                        out.write(dumps_line(row) + "\n")
-                        out.flush()
-                    except OSError as exc:
-                        raise click.ClickException(
-                            f"writing the outcomes to {where} failed: {exc.strerror or exc}; "
-                            "stopped (jobs in flight were given up)"
-                        ) from None
+                    write_row(out, row, where, "; stopped (jobs in flight were given up)")
                     if progress is not None and task is not None:
                         progress.advance(task)
         except JournalError as exc:
@@ -77,6 +70,18 @@ async def write_outcomes(
             await run.aclose()
             # In use by another run (the message names it), or a file that is not a journal.
             raise BulkUsageError(str(exc)) from None
+
+
+def write_row(out: TextIO, row: dict[str, Any], where: str, then: str = "") -> None:
+    """Write and flush one outcome line; a failed write is one clear error (``then``: what
+    that means for the run)."""
+    try:
+        out.write(dumps_line(row) + "\n")
+        out.flush()
+    except OSError as exc:
+        raise click.ClickException(
+            f"writing the outcomes to {where} failed: {exc.strerror or exc}{then}"
+        ) from None
 
 
 def _settle(run: BulkRun, out_path: str) -> set[str]:

@@ -80,8 +80,6 @@ class Tally:
     throttled: float = 0.0
     by_error: dict[str, int] = attrs.field(factory=dict)
     stop_reason: str | None = None
-    quarantined: int = 0
-    quarantined_credentials: tuple[str, ...] = ()
 
     @property
     def finished(self) -> int:
@@ -106,7 +104,14 @@ class Tally:
         self.retries += max(0, attempts - 1)
         self.throttled += throttled
 
-    def report(self, *, waiting: int, wall_time: float) -> BulkReport:
+    def report(
+        self,
+        *,
+        waiting: int,
+        wall_time: float,
+        quarantined: int = 0,
+        quarantined_credentials: tuple[str, ...] = (),
+    ) -> BulkReport:
         """A snapshot; ``waiting`` jobs read but not dispatched count as not dispatched."""
         return BulkReport(
             succeeded=self.succeeded,
@@ -122,8 +127,8 @@ class Tally:
             wall_time=wall_time,
             stopped_early=self.stop_reason is not None,
             stop_reason=self.stop_reason,
-            quarantined=self.quarantined,
-            quarantined_credentials=self.quarantined_credentials,
+            quarantined=quarantined,
+            quarantined_credentials=quarantined_credentials,
         )
 
 

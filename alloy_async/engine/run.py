@@ -391,8 +391,6 @@ class BulkRun(RunViews):
         if error is not None and isinstance(error, InvalidRequestError):
             error = locate(error, slot.index)  # refused before sending: say which job
         owed = error is not None and self._quarantine.saw(slot.job, error)
-        if error is not None and self._quarantine.bad:
-            self._tally.quarantined_credentials = tuple(self._quarantine.bad)
         entry = self._entry(slot, result, error, loop.time() - started, True)
         if not self._out.offer(entry):  # type: ignore[union-attr]  # no coroutine when room
             await self._put(entry)
@@ -438,7 +436,6 @@ class BulkRun(RunViews):
         if intent is not None:
             with contextlib.suppress(JournalError):
                 intent.forget(slot.key)  # type: ignore[arg-type]
-        self._tally.quarantined = self._quarantine.refused
         await self._decided(slot, refused)
 
     async def _decided(self, slot: Slot, error: BaseException) -> None:

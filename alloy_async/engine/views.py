@@ -9,6 +9,7 @@ from .admission import Admission
 from .coordinator import CoolDown, Coordinator, KeyedSlots, RateBudget
 from .journal import Journal
 from .outcomes import Tally
+from .quarantine import Quarantine
 from .state import Flow
 
 __all__ = ["RunViews"]
@@ -21,6 +22,7 @@ class RunViews:
     _admission: Admission
     _flow: Flow
     _tally: Tally
+    _quarantine: Quarantine
 
     @property
     def limiter(self) -> KeyedSlots:
@@ -51,4 +53,9 @@ class RunViews:
         else:
             end = flow.t_end if flow.t_end is not None else asyncio.get_running_loop().time()
             wall = end - flow.t0
-        return self._tally.report(waiting=flow.buffered if flow.stopping else 0, wall_time=wall)
+        return self._tally.report(
+            waiting=flow.buffered if flow.stopping else 0,
+            wall_time=wall,
+            quarantined=self._quarantine.refused,
+            quarantined_credentials=tuple(self._quarantine.bad),
+        )

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from .._http import SENSITIVE_HEADERS, Headers, Request, Response
+from .._http import Headers, Request, Response
 from ..errors import AlloyError, ConfigurationError
 
 __all__ = [
@@ -43,13 +43,7 @@ EventHooks = Mapping[str, Sequence[Hook]]
 
 def redacted(request: Request) -> Request:
     """A copy of ``request`` whose secret headers read ``[REDACTED]``."""
-    headers = Headers(
-        {
-            k: ("[REDACTED]" if k.lower() in SENSITIVE_HEADERS else v)
-            for k, v in request.headers.items()
-        }
-    )
-    return attrs.evolve(request, headers=headers)
+    return attrs.evolve(request, headers=Headers.masked(request.headers))
 
 
 @attrs.define(slots=True)
