@@ -226,9 +226,10 @@ def gather_runner(session: aiohttp.ClientSession, sb: Sandbox, concurrency: int)
 
 
 def _session(limit: int) -> aiohttp.ClientSession:
-    # The same pool settings as AiohttpTransport, so only the layers above differ.
+    # The same pool and session settings as AiohttpTransport (no skipped auto headers:
+    # raw_headers carries a User-Agent), so only the layers above differ.
     connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, keepalive_timeout=30.0)
-    return aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
+    return aiohttp.ClientSession(connector=connector)
 
 
 # -- the benchmarks ----------------------------------------------------------------------------

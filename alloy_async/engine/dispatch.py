@@ -96,15 +96,19 @@ class Dispatch:
         self._c.slots.release(slot.keys)
         self.gate.release(slot)
         sched = self.sched
-        if self._c.cooldown is not None:
-            self._c.cooldown.release(slot.scope, success=success)
-            sched.unpark(("scope", slot.scope))
-        for key in slot.keys:
-            if key[0] == "user":
-                sched.unblock_user(key[1])
-            else:
-                sched.unpark(key)
-        sched.unpark(GLOBAL_KEY)
+        cooldown = self._c.cooldown
+        if cooldown is not None:
+            cooldown.release(slot.scope, success=success)
+        # Guarded: nothing is parked or blocked in most releases (once per job).
+        if sched.parked or sched.blocked:
+            if cooldown is not None:
+                sched.unpark(("scope", slot.scope))
+            for key in slot.keys:
+                if key[0] == "user":
+                    sched.unblock_user(key[1])
+                else:
+                    sched.unpark(key)
+            sched.unpark(GLOBAL_KEY)
         self._wake.ring()
 
     def hold(self, key: Key, slot: Slot) -> None:

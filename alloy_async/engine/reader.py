@@ -15,7 +15,7 @@ from ..errors import InvalidRequestError
 from ..models.bulk import ExecuteJob
 from .admission import Admission, locate
 from .dispatch import Bell
-from .scheduler import FairScheduler
+from .scheduler import FairScheduler, Slot
 from .state import Flow, Jobs, Settings
 
 __all__ = ["Reader"]
@@ -54,6 +54,8 @@ class Reader:
         self._stamp = stamp
         #: Set whenever room may have freed up (a job left the buffer, the consumer moved on).
         self.room = asyncio.Event()
+        # Every job goes through _accept (ordered mode's window, the preflight's await).
+        self._slow = settings.ordered or settings.preflight is not None
 
     def _full(self) -> bool:
         flow = self._flow
@@ -67,11 +69,11 @@ class Reader:
             jobs = self._jobs
             if isinstance(jobs, AsyncIterable):
                 async for raw in jobs:
-                    if await self._accept(raw):
+                    if not self._quick(raw) and await self._accept(raw):
                         break
             else:
                 for raw in jobs:
-                    if await self._accept(raw):
+                    if not self._quick(raw) and await self._accept(raw):
                         break
         except asyncio.CancelledError:
             raise
@@ -81,6 +83,22 @@ class Reader:
         finally:
             self._flow.source_done = True
             self._wake.ring_all()
+
+    def _quick(self, raw: ExecuteJob | Mapping[str, Any]) -> bool:
+        """Queue one job at once when nothing needs awaiting (no wait for room, no preflight,
+        no turn to yield); False leaves it to :meth:`_accept`. Once per job: no coroutine."""
+        flow = self._flow
+        if (
+            self._slow
+            or flow.stopping
+            or flow.buffered >= self._s.lookahead
+            or flow.next_index % 256 == 255
+        ):
+            return False
+        slot = self._admission.admit(raw, flow.next_index)
+        if slot is not None:
+            self._queue(slot)
+        return True
 
     async def _accept(self, raw: ExecuteJob | Mapping[str, Any]) -> bool:
         """Queue one job; True when dispatch has stopped and reading should end."""
@@ -105,6 +123,14 @@ class Reader:
                 if slot.key is not None:
                     self._admission.claimed.discard(slot.key)
                     slot.key = None
+        self._queue(slot)
+        # A sync iterable never yields otherwise: let the workers start on what is queued.
+        if flow.next_index % 256 == 0:
+            await asyncio.sleep(0)
+        return False
+
+    def _queue(self, slot: Slot) -> None:
+        flow = self._flow
         if self._stamp:
             slot.t_in = asyncio.get_running_loop().time()
         flow.next_index += 1
@@ -114,7 +140,3 @@ class Reader:
         else:
             self._sched.add(slot)
         self._wake.ring()
-        # A sync iterable never yields otherwise: let the workers start on what is queued.
-        if flow.next_index % 256 == 0:
-            await asyncio.sleep(0)
-        return False

@@ -62,8 +62,10 @@ class FairScheduler:
         self._users: dict[str, deque[Slot]] = {}
         self._rotation: deque[str] = deque()
         self._in_rotation: set[str] = set()
-        self._blocked: set[str] = set()
-        self._parked: dict[Hashable, deque[Slot]] = {}
+        #: Users whose cap is full (out of the rotation until a release of theirs).
+        self.blocked: set[str] = set()
+        #: Jobs waiting for a key (a cap, a cooling scope) to be released, by key.
+        self.parked: dict[Hashable, deque[Slot]] = {}
         self._priority: deque[Slot] = deque()
         self._decided: deque[Slot] = deque()
 
@@ -85,40 +87,40 @@ class FairScheduler:
 
     def park(self, key: Hashable, slot: Slot) -> None:
         """Hold ``slot`` until ``key`` is released."""
-        parked = self._parked.get(key)
+        parked = self.parked.get(key)
         if parked is None:
-            parked = self._parked[key] = deque()
+            parked = self.parked[key] = deque()
         parked.append(slot)
 
     def unpark(self, key: Hashable, count: int = 1) -> bool:
         """Let ``count`` jobs parked on ``key`` (all with -1) be picked again; True if any."""
-        parked = self._parked.get(key)
+        parked = self.parked.get(key)
         if parked is None:
             return False
         while parked and count:
             self._priority.append(parked.popleft())
             count -= 1
         if not parked:
-            del self._parked[key]
+            del self.parked[key]
         return True
 
     def retry_all(self) -> None:
         """Let every parked job and blocked user be tried again (slots held by someone else,
         e.g. another run sharing the coordinator, may have been freed)."""
-        for key in list(self._parked):
+        for key in list(self.parked):
             self.unpark(key, count=-1)
-        for user in list(self._blocked):
+        for user in list(self.blocked):
             self.unblock_user(user)
 
     @property
     def waiting(self) -> bool:
         """Whether any job waits on a key or a full user (not only on a free worker)."""
-        return bool(self._parked or self._blocked)
+        return bool(self.parked or self.blocked)
 
     def unblock_user(self, user: str) -> None:
         """The user's cap has room again: back into the rotation."""
-        if user in self._blocked:
-            self._blocked.discard(user)
+        if user in self.blocked:
+            self.blocked.discard(user)
             self._enter(user)
 
     def pick(self, try_start: TryStart) -> Slot | None:
@@ -140,13 +142,13 @@ class FairScheduler:
             user = rotation.popleft()
             self._in_rotation.discard(user)
             queue = self._users.get(user)
-            if not queue or user in self._blocked:
+            if not queue or user in self.blocked:
                 continue
             slot = queue.popleft()
             answer = try_start(slot)
             if answer == USER_FULL:
                 queue.appendleft(slot)
-                self._blocked.add(user)
+                self.blocked.add(user)
                 continue
             if not queue:
                 del self._users[user]
@@ -170,9 +172,9 @@ class FairScheduler:
         if queue is None:
             queue = self._users[slot.user] = deque()
         queue.appendleft(slot)
-        self._blocked.add(slot.user)
+        self.blocked.add(slot.user)
 
     def _enter(self, user: str) -> None:
-        if user not in self._in_rotation and user not in self._blocked and self._users.get(user):
+        if user not in self._in_rotation and user not in self.blocked and self._users.get(user):
             self._rotation.append(user)
             self._in_rotation.add(user)

@@ -169,10 +169,13 @@ class AdaptiveLimiter:
     def try_acquire(self, scope: str) -> float | None:
         """Take a slot in ``scope`` if it has room (returns None); else what
         :meth:`blocked_for` says."""
-        blocked = self.blocked_for(scope)
-        if blocked is not None:
-            return blocked
         state = self._scopes.get(scope)
+        if state is not None and (
+            state.cool_until or state.in_flight >= max(self.min_limit, int(state.limit))
+        ):
+            blocked = self.blocked_for(scope)  # the uncommon case: cooling down, or full
+            if blocked is not None:
+                return blocked
         if state is None:
             state = self._scopes[scope] = _Scope(limit=float(self.max_limit))
         state.in_flight += 1
@@ -184,8 +187,11 @@ class AdaptiveLimiter:
         state.in_flight -= 1
         if success and state.limit < self.max_limit:
             state.limit = min(float(self.max_limit), state.limit + self.increase / state.limit)
-        self._wake_one(scope)
-        self._maybe_drop(scope, state)
+        # The calls are guarded here: this runs once per call of a bulk run.
+        if state.waiters:
+            self._wake_one(scope)
+        if state.in_flight == 0:
+            self._maybe_drop(scope, state)
 
     def _maybe_drop(self, scope: str, state: _Scope) -> None:
         if (

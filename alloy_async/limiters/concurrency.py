@@ -98,9 +98,10 @@ class ConcurrencyLimiter:
 
         ``keys`` comes from :meth:`keys_for`. Never waits.
         """
-        blocker = self.blocked_by(keys)
-        if blocker is not None:
-            return blocker
+        if keys or (self._total is not None and self._in_flight >= self._total):
+            blocker = self.blocked_by(keys)
+            if blocker is not None:
+                return blocker
         self._in_flight += 1
         if self._in_flight > self._peak:
             self._peak = self._in_flight
@@ -117,14 +118,17 @@ class ConcurrencyLimiter:
         """Give back what :meth:`try_acquire` took; wakes one waiter per freed key."""
         self._in_flight -= 1
         held = self._held
+        waiters = self._waiters
         for key in keys:
             count = held[key] - 1
             if count:
                 held[key] = count
             else:
                 del held[key]  # idle keys cost no memory
-            self._wake(key)
-        self._wake(GLOBAL_KEY)
+            if waiters:
+                self._wake(key)
+        if waiters:  # most releases have nobody waiting: no call then
+            self._wake(GLOBAL_KEY)
 
     def _wake(self, key: Key) -> None:
         waiters = self._waiters.get(key)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._convert import execution_result, structure, unwrap
 from .._core import CallStats
-from .._http import check_header, header_value_ok
+from .._http import Request, Response, check_header, header_value_ok
 from .._wire import build_url, decode_json
 from ..errors import AlloyError, InvalidRequestError, InvalidResponseError
 from ..models.actions import Action, CatalogAction, ExecutionResult
@@ -158,6 +158,35 @@ class Actions(Service):
                 applied lets the call through unvalidated (True raises
                 :class:`UnusableSchemaError`).
         """
+        request = self._execute_request(
+            connector_id, action_id, credential_id, user_id, request_body, query_parameters,
+            path_params, additional_headers, extra_headers, extra_query, extra_body,
+        )  # fmt: skip
+        if validate is not False:
+            await self._preflight().check(
+                check_validate(validate), connector_id, action_id, request_body,
+                query_parameters, path_params,
+            )  # fmt: skip
+        response = await self._requester.send(
+            request, scope=f"execute:{connector_id}", stats=stats, operation="alloy.actions.execute"
+        )
+        return _execution_result(response, request)
+
+    def _execute_request(
+        self,
+        connector_id: str,
+        action_id: str,
+        credential_id: str,
+        user_id: str | None,
+        request_body: Any,
+        query_parameters: Mapping[str, Any] | None,
+        path_params: Mapping[str, Any] | None,
+        additional_headers: Mapping[str, str] | None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> Request:
+        """The request of one execute call (no I/O): :meth:`execute`'s and each bulk job's."""
         # The common case is checked inline (this is the bulk hot path); check_id is called
         # only to raise its error naming the argument.
         if type(connector_id) is not str or not connector_id or connector_id.isspace():
@@ -165,7 +194,7 @@ class Actions(Service):
         if type(action_id) is not str or not action_id or action_id.isspace():
             check_id("action_id", action_id)
         requester = self._requester
-        request = requester.build(
+        return requester.build(
             "POST",
             "",
             route=execute_route(requester.base_url, connector_id, action_id),
@@ -176,19 +205,6 @@ class Actions(Service):
             extra_headers=extra_headers,
             extra_query=extra_query,
             extra_body=extra_body,
-        )
-        if validate is not False:
-            await self._preflight().check(
-                check_validate(validate), connector_id, action_id, request_body,
-                query_parameters, path_params,
-            )  # fmt: skip
-        response = await requester.send(
-            request, scope=f"execute:{connector_id}", stats=stats, operation="alloy.actions.execute"
-        )
-        return execution_result(
-            decode_json(response, request),
-            status_code=response.status,
-            request_id=response.request_id,
         )
 
     def paginate(
@@ -364,18 +380,21 @@ class Actions(Service):
         if wire and cooldown is not None:
             runner = Actions(self._requester.evolve(throttle_listener=cooldown.on_throttle))
 
+        build, send = runner._execute_request, runner._requester.send
+
         async def execute_one(job: ExecuteJob, stats: CallStats) -> ExecutionResult:
-            return await runner.execute(
-                job.connector_id,
-                job.action_id,
-                credential_id=job.credential_id,
-                user_id=job.user_id,
-                request_body=job.request_body,
-                query_parameters=job.query_parameters,
-                path_params=job.path_params,
-                additional_headers=job.additional_headers,
+            # execute(), without its frame and keyword arguments: once per job.
+            request = build(
+                job.connector_id, job.action_id, job.credential_id, job.user_id,
+                job.request_body, job.query_parameters, job.path_params, job.additional_headers,
+            )  # fmt: skip
+            response = await send(
+                request,
+                scope=f"execute:{job.connector_id}",
                 stats=stats,
+                operation="alloy.actions.execute",
             )
+            return _execution_result(response, request)
 
         return execute_many(
             execute_one,
@@ -458,3 +477,9 @@ def execute_body(
 
 async def _then(awaitable: Any, fn: Callable[[Any], Any]) -> Any:
     return fn(await awaitable)
+
+
+def _execution_result(response: Response, request: Request) -> ExecutionResult:
+    return execution_result(
+        decode_json(response, request), status_code=response.status, request_id=response.request_id
+    )

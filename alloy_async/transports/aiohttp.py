@@ -200,8 +200,9 @@ class AiohttpTransport:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 auto_decompress=True,
-                # The pipeline sets every header it wants; aiohttp adds no User-Agent of its own.
-                skip_auto_headers=("User-Agent",),
+                # No skip_auto_headers: the pipeline always sends its own User-Agent, so aiohttp
+                # adds none, and a session without skipped headers takes aiohttp's fast path
+                # (skipping one copies and extends every request's headers: ~2 % of a call).
                 raise_for_status=False,
             )
         return self._session
@@ -214,7 +215,9 @@ class AiohttpTransport:
         # Our own session's connector marks what it raises (_PhaseConnector); a caller's does not.
         timeout = _client_timeout(request.timeout, self._owns_session)
         try:
-            async with session.request(
+            # Awaited rather than `async with`: one coroutine frame less on every resume of
+            # the call; the finally below releases the connection as __aexit__ would.
+            resp = await session.request(
                 request.method,
                 request.url,
                 # A plain dict: multidict copies one about 4x faster than a dict subclass.
@@ -222,9 +225,24 @@ class AiohttpTransport:
                 data=request.body,
                 timeout=timeout,
                 allow_redirects=False,  # a redirect must never carry Authorization elsewhere
-            ) as resp:
-                body = await self._read(resp, request)
-                return Response(resp.status, LowerCaseHeaders(resp.headers), body)
+            )
+            try:
+                length = resp.content_length
+                if (
+                    length is not None
+                    and length <= self._max_response_bytes
+                    and "content-encoding" not in resp.headers
+                ):
+                    # Not compressed: aiohttp reads exactly Content-Length bytes, within the cap.
+                    body = await resp.read()
+                else:
+                    body = await self._read(resp, request)
+            finally:
+                # What ClientResponse.__aexit__ does: release (a writer still sending the body
+                # is cancelled), then wait for the writer to end.
+                resp.release()
+                await resp.wait_for_close()
+            return Response(resp.status, LowerCaseHeaders(resp.headers), body)
         except AlloyError:
             raise
         except asyncio.CancelledError:
@@ -242,6 +260,8 @@ class AiohttpTransport:
             raise _translate(exc, request, _raised_before_sending(exc)) from exc
 
     async def _read(self, resp: aiohttp.ClientResponse, request: Request) -> bytes:
+        """The body of an answer :meth:`send` could not read at once (too large, compressed,
+        or of unknown length), counted against the cap."""
         cap = self._max_response_bytes
         length = resp.content_length
         if length is not None and length > cap:
@@ -249,10 +269,7 @@ class AiohttpTransport:
                 f"answer of {length} bytes exceeds max_response_bytes={cap} "
                 f"({request.method} {request.path})"
             )
-        if length is not None and "content-encoding" not in resp.headers:
-            # Not compressed: aiohttp reads exactly Content-Length bytes, already checked.
-            return await resp.read()
-        # Otherwise count through the stream: aiohttp decompresses as it reads, so a small
+        # Count through the stream: aiohttp decompresses as it reads, so a small
         # Content-Length can still unpack to far more than the cap (a decompression bomb).
         chunks: list[bytes] = []
         size = 0
