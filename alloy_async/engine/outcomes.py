@@ -227,6 +227,18 @@ class OutcomeChannel:
         self._items.clear()
         return out
 
+    def take(self) -> JobOutcome | None:
+        """The next outcome if one is ready and unordered (no coroutine: once per outcome);
+        None when :meth:`next` has to be awaited instead."""
+        items = self._items
+        if self._ordered or self._late or not items:
+            return None
+        self.ack()
+        got = items.popleft()
+        self._room.ring()
+        self._unacked = got
+        return got[1]
+
     async def next(self) -> JobOutcome | None:
         """The next outcome for the consumer, or None when the run has ended."""
         self.ack()

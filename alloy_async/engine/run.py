@@ -230,9 +230,10 @@ class BulkRun(RunViews):
             return
         try:
             await self._start()
-            assert self._out is not None
+            out = self._out
+            assert out is not None
             while True:
-                outcome = await self._out.next()
+                outcome = out.take() or await out.next()
                 if outcome is None:
                     self._flow.t_end = asyncio.get_running_loop().time()
                     break
@@ -375,7 +376,7 @@ class BulkRun(RunViews):
         if refused is not None:
             await self._refuse(slot, refused, journal if intended else None)
             return
-        slot.attempts += max(1, stats.attempts)
+        slot.attempts += stats.attempts or 1
         slot.throttled += stats.throttled
         if isinstance(error, RateLimitError) and self._c.cooldown is not None:
             self._c.cooldown.on_throttle(slot.scope, error.retry_after)
@@ -419,7 +420,7 @@ class BulkRun(RunViews):
 
     def _given_up(self, slot: Slot, stats: CallStats, elapsed: float) -> None:
         """A call cancelled in flight: outcome-unknown, journaled, never re-sent."""
-        slot.attempts += max(1, stats.attempts)
+        slot.attempts += stats.attempts or 1
         why = "given up at stop" if self._flow.giving_up and not self._flow.closed else "cancelled"
         unknown = OutcomeUnknownError(f"{why} while in flight; the action may have run")
         entry = self._entry(slot, None, unknown, elapsed, True, judge=False)

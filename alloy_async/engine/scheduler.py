@@ -75,7 +75,8 @@ class FairScheduler:
         if queue is None:
             queue = self._users[slot.user] = deque()
         queue.append(slot)
-        self._enter(slot.user)
+        if slot.user not in self._in_rotation:
+            self._enter(slot.user)
 
     def add_decided(self, slot: Slot) -> None:
         """Queue a job whose outcome is already known (it takes no slot): first out."""

@@ -142,6 +142,12 @@ class AdaptiveLimiter:
             state.no_cut_until = state.cool_until
             self._decreases += 1
 
+    def _cap(self, state: _Scope) -> int:
+        # limit never goes below min_limit (see on_throttle); the check keeps it so even if
+        # min_limit was raised later.
+        cap = int(state.limit)
+        return cap if cap >= self.min_limit else self.min_limit
+
     def blocked_for(self, scope: str) -> float | None:
         """None when ``scope`` has room now; else seconds of cool-down left, or ``inf`` when
         it is at its concurrency limit (room comes with a release)."""
@@ -153,7 +159,8 @@ class AdaptiveLimiter:
             if wait > 0:
                 return wait
             state.cool_until = 0.0  # over: later calls need no clock
-        if state.in_flight >= max(self.min_limit, int(state.limit)):
+        cap = int(state.limit)  # no call to max() or _cap(): this runs once per job
+        if state.in_flight >= (cap if cap >= self.min_limit else self.min_limit):
             return math.inf
         return None
 
@@ -164,16 +171,16 @@ class AdaptiveLimiter:
             return self.max_limit
         if state.cool_until and state.cool_until > self._now():
             return 0
-        return max(0, max(self.min_limit, int(state.limit)) - state.in_flight)
+        return max(0, self._cap(state) - state.in_flight)
 
     def try_acquire(self, scope: str) -> float | None:
         """Take a slot in ``scope`` if it has room (returns None); else what
         :meth:`blocked_for` says."""
         state = self._scopes.get(scope)
-        if state is not None and (
-            state.cool_until or state.in_flight >= max(self.min_limit, int(state.limit))
-        ):
-            blocked = self.blocked_for(scope)  # the uncommon case: cooling down, or full
+        # A cheap pre-check (int(limit) <= the real cap): only a scope cooling down or near
+        # its limit pays for blocked_for.
+        if state is not None and (state.cool_until or state.in_flight >= int(state.limit)):
+            blocked = self.blocked_for(scope)
             if blocked is not None:
                 return blocked
         if state is None:
