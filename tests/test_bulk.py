@@ -6,8 +6,10 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
+import attrs
 import orjson
 import pytest
 
@@ -476,6 +478,48 @@ def test_execute_job_validation_names_the_field() -> None:
             {"connectorId": "a", "connector_id": "a", "actionId": "b", "credentialId": "c"}
         )
     assert info.value.field == "connector_id"
+
+
+_GOOD_JOB: dict[str, Any] = {"connector_id": "slack", "action_id": "send", "credential_id": "c"}
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [
+        (name, value)
+        for name in ("connector_id", "action_id", "credential_id", "user_id", "key")
+        for value in ("", "  \t", 7, None, b"id")
+        if not (value is None and name in ("user_id", "key"))  # those two may be None
+    ]
+    + [
+        (name, value)
+        for name in ("query_parameters", "path_params", "additional_headers")
+        for value in ([("a", "b")], "a=b", 3)
+    ],
+)
+def test_every_execute_job_field_is_checked_and_named(field: str, bad: object) -> None:
+    """Each field refuses a bad value with its own name, when built and when evolved."""
+    with pytest.raises(InvalidRequestError) as info:
+        ExecuteJob(**{**_GOOD_JOB, field: bad})
+    assert info.value.field == field and f"ExecuteJob.{field}" in str(info.value)
+    with pytest.raises(InvalidRequestError) as info:
+        attrs.evolve(ExecuteJob(**_GOOD_JOB), **{field: bad})
+    assert info.value.field == field
+
+
+def test_execute_job_accepts_str_subclasses_and_any_mapping() -> None:
+    """The fast checks (exact str, exact dict) fall back to the full ones, which accept these."""
+
+    class Slug(str):
+        pass
+
+    job = ExecuteJob(
+        Slug("slack"), Slug("send"), Slug("c"), user_id=Slug("u"), key=Slug("k"),
+        query_parameters=MappingProxyType({"a": 1}), path_params=Counter(x=1),
+        additional_headers=MappingProxyType({"x-a": "b"}),
+    )  # fmt: skip
+    assert job.connector_id == "slack" and job.key == "k"
+    assert job.query_parameters == {"a": 1}
 
 
 def test_effective_key_is_stable_and_content_based() -> None:
