@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._convert import execution_result, structure, unwrap
 from .._core import CallStats
-from .._http import Request, Response, check_header, header_value_ok
+from .._http import Request, check_header, header_value_ok
 from .._wire import build_url, decode_json
 from ..errors import AlloyError, InvalidRequestError, InvalidResponseError
 from ..models.actions import Action, CatalogAction, ExecutionResult
@@ -170,7 +170,11 @@ class Actions(Service):
         response = await self._requester.send(
             request, scope=f"execute:{connector_id}", stats=stats, operation="alloy.actions.execute"
         )
-        return _execution_result(response, request)
+        return execution_result(
+            decode_json(response, request),
+            status_code=response.status,
+            request_id=response.request_id,
+        )
 
     def _execute_request(
         self,
@@ -394,7 +398,11 @@ class Actions(Service):
                 stats=stats,
                 operation="alloy.actions.execute",
             )
-            return _execution_result(response, request)
+            return execution_result(
+                decode_json(response, request),
+                status_code=response.status,
+                request_id=response.request_id,
+            )
 
         return execute_many(
             execute_one,
@@ -477,9 +485,3 @@ def execute_body(
 
 async def _then(awaitable: Any, fn: Callable[[Any], Any]) -> Any:
     return fn(await awaitable)
-
-
-def _execution_result(response: Response, request: Request) -> ExecutionResult:
-    return execution_result(
-        decode_json(response, request), status_code=response.status, request_id=response.request_id
-    )
