@@ -507,6 +507,24 @@ def test_every_execute_job_field_is_checked_and_named(field: str, bad: object) -
     assert info.value.field == field
 
 
+def test_execute_job_names_the_first_bad_field_and_obeys_attrs() -> None:
+    """Several bad fields: the first in field order is named (key is the last field); the
+    checks are attrs validators, so attrs.validate and validators.disabled() apply."""
+    with pytest.raises(InvalidRequestError) as info:
+        ExecuteJob("slack", "send", "c", key="", query_parameters=5)  # type: ignore[arg-type]
+    assert info.value.field == "query_parameters"
+    with pytest.raises(InvalidRequestError) as info:
+        attrs.evolve(ExecuteJob(**_GOOD_JOB), key=7, additional_headers="x")
+    assert info.value.field == "additional_headers"
+    with attrs.validators.disabled():
+        assert ExecuteJob("", "send", "c").connector_id == ""
+    job = ExecuteJob(**_GOOD_JOB)
+    object.__setattr__(job, "connector_id", " ")
+    with pytest.raises(InvalidRequestError) as info:
+        attrs.validate(job)
+    assert info.value.field == "connector_id"
+
+
 def test_execute_job_accepts_str_subclasses_and_any_mapping() -> None:
     """The fast checks (exact str, exact dict) fall back to the full ones, which accept these."""
 

@@ -282,3 +282,21 @@ async def test_adaptive_respects_limit_floor_and_wakes_parked() -> None:
 
     await asyncio.gather(*(call() for _ in range(10)))
     assert peak == 2
+
+
+async def test_try_acquire_asks_a_subclass_that_overrides_the_check() -> None:
+    """try_acquire's fast path skips blocked_by / blocked_for only for the classes' own:
+    a subclass overriding them (a shared pause, a frozen pool) is always asked."""
+
+    class Frozen(ConcurrencyLimiter):
+        def blocked_by(self, keys: tuple[tuple[str, str], ...]) -> tuple[str, str] | None:
+            return ("*", "")
+
+    class Paused(AdaptiveLimiter):
+        def blocked_for(self, scope: str) -> float | None:
+            return 1.0
+
+    assert Frozen().try_acquire(()) == ("*", "")
+    assert Paused(4).try_acquire("s") == 1.0
+    assert ConcurrencyLimiter().try_acquire(()) is None
+    assert AdaptiveLimiter(4).try_acquire("s") is None

@@ -119,6 +119,9 @@ class AdaptiveLimiter:
         self._throttles = 0
         self._decreases = 0
         self._waiting = 0
+        # try_acquire's inline pre-check mirrors this class's blocked_for; a subclass that
+        # overrides blocked_for is always asked.
+        self._own_check = type(self).blocked_for is AdaptiveLimiter.blocked_for
 
     def _now(self) -> float:
         if self._clock is not None:
@@ -179,10 +182,13 @@ class AdaptiveLimiter:
         state = self._scopes.get(scope)
         # A cheap pre-check (int(limit) <= the real cap): only a scope cooling down or near
         # its limit pays for blocked_for.
-        if state is not None and (state.cool_until or state.in_flight >= int(state.limit)):
+        if not self._own_check or (
+            state is not None and (state.cool_until or state.in_flight >= int(state.limit))
+        ):
             blocked = self.blocked_for(scope)
             if blocked is not None:
                 return blocked
+            state = self._scopes.get(scope)
         if state is None:
             state = self._scopes[scope] = _Scope(limit=float(self.max_limit))
         state.in_flight += 1

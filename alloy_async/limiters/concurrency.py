@@ -75,6 +75,9 @@ class ConcurrencyLimiter:
         self._held: dict[Key, int] = {}
         self._waiters: dict[Key, deque[asyncio.Future[None]]] = {}
         self._waiting = 0
+        # try_acquire skips blocked_by when nothing can block; a subclass that overrides
+        # blocked_by is always asked.
+        self._own_check = type(self).blocked_by is ConcurrencyLimiter.blocked_by
 
     def keys_for(self, keys: Mapping[str, str | None] | None) -> tuple[Key, ...]:
         """The limited keys of ``keys``: kinds with a cap and a value that is not None."""
@@ -98,7 +101,11 @@ class ConcurrencyLimiter:
 
         ``keys`` comes from :meth:`keys_for`. Never waits.
         """
-        if keys or (self._total is not None and self._in_flight >= self._total):
+        if (
+            keys
+            or not self._own_check
+            or (self._total is not None and self._in_flight >= self._total)
+        ):
             blocker = self.blocked_by(keys)
             if blocker is not None:
                 return blocker
