@@ -145,12 +145,6 @@ class AdaptiveLimiter:
             state.no_cut_until = state.cool_until
             self._decreases += 1
 
-    def _cap(self, state: _Scope) -> int:
-        # limit never goes below min_limit (see on_throttle); the check keeps it so even if
-        # min_limit was raised later.
-        cap = int(state.limit)
-        return cap if cap >= self.min_limit else self.min_limit
-
     def blocked_for(self, scope: str) -> float | None:
         """None when ``scope`` has room now; else seconds of cool-down left, or ``inf`` when
         it is at its concurrency limit (room comes with a release)."""
@@ -162,7 +156,7 @@ class AdaptiveLimiter:
             if wait > 0:
                 return wait
             state.cool_until = 0.0  # over: later calls need no clock
-        cap = int(state.limit)  # no call to max() or _cap(): this runs once per job
+        cap = int(state.limit)  # no call to max(): this runs once per job
         if state.in_flight >= (cap if cap >= self.min_limit else self.min_limit):
             return math.inf
         return None
@@ -174,7 +168,7 @@ class AdaptiveLimiter:
             return self.max_limit
         if state.cool_until and state.cool_until > self._now():
             return 0
-        return max(0, self._cap(state) - state.in_flight)
+        return max(0, max(self.min_limit, int(state.limit)) - state.in_flight)
 
     def try_acquire(self, scope: str) -> float | None:
         """Take a slot in ``scope`` if it has room (returns None); else what
