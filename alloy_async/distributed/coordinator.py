@@ -318,7 +318,7 @@ class RedisCoordinator:
                 await asyncio.sleep(min(1.0, self._shared.op_timeout))
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8.2
 
     def _heard(self, data: Any) -> None:
         try:

@@ -26,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import importlib.metadata
+import inspect
 import logging
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
@@ -39,7 +41,7 @@ from taskiq.result import TaskiqResult
 from taskiq.serializers import JSONSerializer
 from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 
-from ..errors import CoordinatorError
+from ..errors import ConfigurationError, CoordinatorError
 from ._driver import ChunkResult, entries_gone, forget_results, queue_state, take_results
 from ._redis import TRANSIENT, safe_url, through_outage
 from ._runner import ChunkRunner
@@ -53,6 +55,7 @@ __all__ = [
     "TRANSIENT",
     "UNAVAILABLE",
     "ChunkBroker",
+    "check_dependency_shape",
     "ChunkResult",
     "entries_gone",
     "forget_results",
@@ -100,6 +103,60 @@ for i = 3, #ARGV do
 end
 return kept
 """
+
+
+# What ChunkBroker, _Results and serve() take from taskiq-redis and taskiq beyond their
+# documented calls: the broker's settings read back as attributes, the methods overridden, the
+# keywords passed. A release that renames one would otherwise fail deep in a worker, mid-run.
+_BROKER_ATTRIBUTES = (
+    "connection_pool",
+    "queue_name",
+    "consumer_group_name",
+    "consumer_name",
+    "maxlen",
+    "approximate",
+    "block",
+    "count",
+    "idle_timeout",
+    "is_worker_process",
+)
+_OVERRIDDEN = {
+    RedisStreamBroker: ("startup", "shutdown", "kick", "listen"),
+    RedisAsyncResultBackend: ("set_result",),
+}
+_KEYWORDS: tuple[tuple[type[Any], tuple[str, ...]], ...] = (
+    (RedisAsyncResultBackend, ("result_ex_time", "serializer", "prefix_str")),
+    (Receiver, ("run_startup", "max_async_tasks", "max_prefetch", "wait_tasks_timeout")),
+    (AckableMessage, ("data", "ack")),
+)
+
+
+def _versions() -> str:
+    return ", ".join(f"{d} {importlib.metadata.version(d)}" for d in ("taskiq-redis", "taskiq"))
+
+
+def check_dependency_shape(broker: RedisStreamBroker, *, idle_timeout_ms: int) -> None:
+    """ConfigurationError, naming the installed taskiq-redis and taskiq, when they no longer
+    have what :class:`ChunkBroker` relies on (attributes it reads, methods it overrides,
+    keywords it passes); ``idle_timeout_ms`` is what ``broker`` was built with."""
+    missing = [f"RedisStreamBroker.{a}" for a in _BROKER_ATTRIBUTES if not hasattr(broker, a)]
+    missing += [
+        f"{base.__name__}.{name}"
+        for base, names in _OVERRIDDEN.items()
+        for name in names
+        if not inspect.iscoroutinefunction(getattr(base, name, None))
+        and not inspect.isasyncgenfunction(getattr(base, name, None))
+    ]
+    for cls, keywords in _KEYWORDS:
+        parameters = inspect.signature(cls).parameters
+        missing += [f"{cls.__name__}({k}=)" for k in keywords if k not in parameters]
+    if not missing and getattr(broker, "idle_timeout", None) != idle_timeout_ms:
+        missing.append("RedisStreamBroker.idle_timeout (in milliseconds)")
+    if missing:
+        raise ConfigurationError(
+            f"alloy-async's worker needs a taskiq-redis / taskiq release it was built for; "
+            f"installed: {_versions()}, which lack {', '.join(missing)}"
+        )
 
 
 class ChunkBroker(RedisStreamBroker):
@@ -317,17 +374,19 @@ def make_broker(
     to another one; ``result_ttl``: seconds a result no driver read stays; ``runner``: what
     runs the chunks, in a worker (``runner.chunks_at_once`` at a time).
     """
+    idle_timeout_ms = max(1, round(idle_timeout * 1000))
     broker = ChunkBroker(
         url,
         queue_name=queue,
         consumer_group_name=queue,
-        idle_timeout=max(1, round(idle_timeout * 1000)),
+        idle_timeout=idle_timeout_ms,
         # One message per read: the receiver asks for one whenever a chunk slot is free; a
         # second one read early would wait here, renewed, while another worker sits idle.
         xread_count=1,
         maxlen=DEFAULT_MAXLEN,
         socket_timeout=None,
     )
+    check_dependency_shape(broker, idle_timeout_ms=idle_timeout_ms)
     broker.with_result_backend(
         _Results(
             broker,
