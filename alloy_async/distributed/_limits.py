@@ -8,7 +8,6 @@ user's calls, a scope's cool-down), and Redis is asked only for what other proce
 from __future__ import annotations
 
 import asyncio
-import itertools
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -41,7 +40,6 @@ class RedisRate:
         self._shared = shared
         self._key = key
         self._lock = asyncio.Lock()
-        self._ids = itertools.count()
         self.acquired = 0
 
     async def acquire(self) -> None:
@@ -49,7 +47,7 @@ class RedisRate:
         script = self._shared.script(RATE)
         async with self._lock:
             while True:
-                member = f"{self._shared.id}:{next(self._ids)}"
+                member = self._shared.new_member()
                 wait_us = await self._shared.call(
                     "taking a rate permit",
                     script,
@@ -102,7 +100,6 @@ class RedisSlots:
         self._held = held  # lease member -> Redis key, shared with the coordinator's renewer
         self._members: dict[tuple[Key, ...], list[str]] = {}
         self._queue_write = queue_write
-        self._ids = itertools.count()
         self.retry_after = min(0.25, lease_ttl / 10)
 
     def keys_for(self, keys: Any) -> tuple[Key, ...]:
@@ -127,7 +124,7 @@ class RedisSlots:
     async def lease(self, keys: tuple[Key, ...]) -> Key | None:
         """Lease every key across processes, or none: the first full key."""
         names = [self._name(key) for key in keys]
-        member = f"{self._shared.id}:{next(self._ids)}"
+        member = self._shared.new_member()
         script = self._shared.script(LEASE)
         caps = [self._caps[key[0]] for key in keys]
         while True:

@@ -11,6 +11,7 @@ the first attempt, so a retry of one that did run changes nothing.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -119,9 +120,16 @@ class Shared:
         self.op_timeout = op_timeout
         self.unavailable_timeout = unavailable_timeout
         self.id = os.urandom(8).hex()  # this process's name in leases and messages
+        # One counter for every run sharing this connection: two runs numbering their lease
+        # and permit members each from 0 collided, and a collision is a cap or a rate overrun.
+        self._members = itertools.count()
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
         self.retries = 0  # calls retried through an outage (statistics)
+
+    def new_member(self) -> str:
+        """A lease or permit member no other run or process on this namespace uses."""
+        return f"{self.id}:{next(self._members)}"
 
     @property
     def client(self) -> aioredis.Redis:

@@ -1,0 +1,180 @@
+"""Runs that share one ``RedisCoordinator`` share its caps and its rate (issue 22, item 1).
+
+``alloy-async worker`` runs two chunks at once on one coordinator, and an application may start
+several ``execute_many`` runs on one; each run used to number its lease and permit members from
+0 on its own, the members of two runs collided on Redis, and the caps and the rate were passed.
+Judged by the server's own record (the sandbox's ``/_sandbox/stats`` and executions, over real
+HTTP), on a real ``redis-server``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from redis_server import RedisServer, running_redis
+
+from alloy_async import AlloyClient
+from alloy_async.distributed import RedisCoordinator
+from alloy_async.distributed._limits import RedisRate
+from alloy_async.distributed._redis import Shared
+from alloy_async.models import ExecuteJob
+from alloy_async.sandbox import SandboxServer
+from alloy_async.testing import FakeAlloy
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    with running_redis(tmp_path) as server:
+        yield server
+
+
+def _users(fake: FakeAlloy, n: int) -> list[tuple[str, str]]:
+    pairs = []
+    for i in range(n):
+        user = fake.add_user(f"u{i}@example.com")
+        pairs.append((user, fake.add_credential(user, "slack")))
+    return pairs
+
+
+def _jobs(pairs: list[tuple[str, str]], n: int, tag: str) -> list[ExecuteJob]:
+    return [
+        ExecuteJob(
+            "slack",
+            "chat_postMessage",
+            pairs[i % len(pairs)][1],
+            pairs[i % len(pairs)][0],
+            {"channel": "C", "text": f"{tag}-{i}"},
+            key=f"{tag}-{i}",
+        )
+        for i in range(n)
+    ]
+
+
+async def _runs_on_one_coordinator(
+    redis: RedisServer, fake: FakeAlloy, runs: int, n: int, **limits: Any
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``runs`` execute_many runs at once on one coordinator, each with its own ``n`` jobs,
+    against the sandbox over HTTP; the sandbox's stats and executions."""
+    pairs = _users(fake, 4)
+    async with (
+        SandboxServer(fake) as server,
+        aiohttp.ClientSession() as http,
+        AlloyClient(fake.api_key, base_url=server.url) as alloy,
+        RedisCoordinator(redis.url, namespace="shared") as coordinator,
+    ):
+
+        async def run(tag: str) -> int:
+            bulk = alloy.actions.execute_many(
+                _jobs(pairs, n, tag), concurrency=32, coordinator=coordinator, **limits
+            )
+            async with bulk:
+                return sum([o.ok async for o in bulk])
+
+        succeeded = await asyncio.gather(*(run(f"r{i}") for i in range(runs)))
+        assert succeeded == [n] * runs
+
+        async def sandbox(what: str) -> Any:
+            async with http.get(f"{server.url}/_sandbox/{what}") as resp:
+                assert resp.status == 200
+                return await resp.json()
+
+        return await sandbox("stats"), await sandbox("executions")
+
+
+async def test_two_runs_on_one_coordinator_share_its_per_user_cap(
+    redis_server: RedisServer,
+) -> None:
+    """Two runs, one coordinator, ``per_user=2``, 4 users, 200 ms calls: the server's peak
+    per user is 2 (it was 4). Catches: lease members numbered per run (they collide on Redis,
+    and the lease script grants a colliding member past the cap)."""
+    fake = FakeAlloy(latency=0.2)
+    stats, executions = await _runs_on_one_coordinator(redis_server, fake, 2, 40, per_user=2)
+    assert stats["peak_in_flight_per_user"] == 2  # reached, never passed
+    assert len(executions) == 80
+
+
+def _max_in_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while t - times[lo] >= window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+@pytest.mark.parametrize("runs", [2, 4])
+async def test_runs_on_one_coordinator_share_its_rate(redis_server: RedisServer, runs: int) -> None:
+    """``rate=50`` shared by 2 and 4 runs on one coordinator: at most rate + a burst of
+    delivery jitter in any second of the server's clock (it was 57 and 61), and the run takes
+    as long as the budget says. Catches, end to end: permit members numbered per run (a
+    colliding member replaces another run's permit in the window); with 4 runs most times,
+    with 2 seldom: the step-by-step test below catches it every time."""
+    rate, burst = 50.0, 5  # burst: ceil(rate / 10), the budget's default
+    fake = FakeAlloy(latency=0.005)
+    _, executions = await _runs_on_one_coordinator(
+        redis_server, fake, runs, 200 // runs, rate=rate, per_user=32
+    )
+    times = sorted(e["at"] for e in executions)
+    peak = _max_in_window(times, 1.0)
+    assert peak <= rate + burst, peak
+    # The whole run, too: n permits take at least (n - burst) / rate seconds; every permit
+    # lost to a collision shortens it (a surer sign than one second's peak). One burst more
+    # of slack for delivery jitter at either end.
+    span, least = times[-1] - times[0], (len(times) - 2 * burst) / rate
+    assert span >= least, f"{len(times)} executions in {span:.2f} s, at least {least:.2f} s"
+
+
+# -- the same, step by step: no timing involved ------------------------------------------------
+
+
+async def test_leases_of_two_runs_on_one_coordinator_count_against_one_cap(
+    redis_server: RedisServer,
+) -> None:
+    """Run A leases user u, run B leases u, run A asks again: with ``per_user=2`` the third
+    lease is refused. Catches: lease members numbered per run (B's first member equals A's,
+    the script reads it as A's retried call and grants it without counting it)."""
+    async with RedisCoordinator(redis_server.url, namespace="leases") as coordinator:
+        a, b = (
+            coordinator.configure(concurrency=8, per_user=2, per_connector=None, rate=None)
+            for _ in range(2)
+        )
+        keys = a.slots.keys_for({"user": "u"})
+        assert keys == b.slots.keys_for({"user": "u"}) == (("user", "u"),)
+        assert await a.slots.lease(keys) is None
+        assert await b.slots.lease(keys) is None
+        assert await a.slots.lease(keys) == ("user", "u")  # full: 2 leases held, not 1
+        b.slots.unlease(keys)
+        await coordinator.flush()
+        assert await a.slots.lease(keys) is None  # B's release freed B's lease, not A's
+        a.slots.unlease(keys)
+        a.slots.unlease(keys)
+
+
+async def test_permits_of_two_runs_on_one_connection_count_against_one_budget(
+    redis_server: RedisServer,
+) -> None:
+    """Two budgets on one connection (two runs of one coordinator), ``rate=1`` with a burst of
+    4 (a 4 s window): two permits for each use the burst, so a fifth waits for the window.
+    Catches: permit members numbered per run (run B's permits replace run A's in the window,
+    and the fifth is granted at once)."""
+    shared = Shared(redis_server.url, op_timeout=5.0, unavailable_timeout=5.0)
+    try:
+        budgets = [RedisRate(shared, "alloy:{permits}:rate", 1.0, burst=4) for _ in range(2)]
+        for _ in range(2):
+            for budget in budgets:
+                await budget.acquire()  # within the burst: at once
+        waiting = asyncio.create_task(budgets[0].acquire())
+        done, _ = await asyncio.wait({waiting}, timeout=1.0)
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        assert not done, "a fifth permit within the 4 s window was granted"
+    finally:
+        await shared.aclose()
