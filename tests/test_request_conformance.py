@@ -2,9 +2,9 @@
 
 Two sources describe request bodies: the generated OpenAPI (a copy in tests/fixtures/specs, low
 trust) and the docs.runalloy.com reference (summarised in ../shared/reference/alloy-api.md
-section 3, encoded below). Where they agree, the SDK's body must satisfy both; where they disagree, DESIGN.md
-section 3 says the reference wins, and every key the SDK sends must be documented by at least
-one source.
+section 3, encoded below). Where they agree, the SDK's body must satisfy both; where they
+disagree, DESIGN.md section 3 says the reference wins, and every key the SDK sends must be
+documented by at least one source.
 """
 
 from __future__ import annotations
