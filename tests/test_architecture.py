@@ -187,3 +187,76 @@ def test_only_observability_imports_opentelemetry() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# What each layer of README.md's Architecture diagram MAY import (an allow-list: a new import
+# across layers, or a new top-level module, needs a rule here). Keys and values are the
+# package's top-level units (``alloy_async.<unit>``); a unit may always import its own modules.
+# The diagram, top to bottom: cli -> distributed -> client -> services -> (pagination, engine
+# -> limiters) -> _core -> (_wire, _http, _convert + models) -> (transports, errors); testing/
+# and sandbox.py beside it. Units the diagram does not draw are placed by what they are:
+# _call is _core's call bookkeeping; retry (RetryPolicy) and observability (hooks, telemetry)
+# are what _core drives, so they sit under it, beside _wire; validation checks action inputs
+# over models; journal.py and bulk.py re-export engine/; the leaf helpers import only errors.
+_LEAVES = {"errors", "_version", "_coerce", "_checks", "_env"}
+_VALUES = _LEAVES | {"_http", "models", "_shapes", "_convert", "validation"}
+_UNDER_CORE = _VALUES | {"_wire", "transports", "retry", "observability"}
+_CORE = _UNDER_CORE | {"_core", "_call"}
+_ENGINE = _CORE | {"engine", "limiters", "journal", "bulk"}
+_SERVICES = (_ENGINE | {"services", "pagination", "_page_guards"}) - {"transports"}
+_CLIENT = _SERVICES | {"client", "transports"}
+_MAY_IMPORT: dict[str, set[str]] = {
+    "errors": set(),
+    "_version": set(),
+    "_coerce": set(),
+    "_checks": {"errors"},
+    "_env": {"_version"},
+    "_http": _LEAVES,
+    # The diagram draws transports/ under _http.py, but the Transport protocol is defined over
+    # _http's Request and Response: transports import those values (and nothing else).
+    "transports": _LEAVES | {"_http"},
+    "models": _LEAVES,
+    "_shapes": _LEAVES | {"models"},
+    "_convert": _LEAVES | {"models", "_shapes"},
+    "validation": _LEAVES | {"models"},
+    "_wire": _VALUES | {"transports"},
+    "retry": _VALUES | {"_wire", "transports"},
+    "observability": _VALUES | {"_wire", "transports"},
+    "_call": _CORE,
+    "_core": _CORE,
+    "limiters": _LEAVES,
+    "pagination": _CORE | {"_page_guards"},
+    "_page_guards": _LEAVES,
+    "engine": _ENGINE,
+    "journal": {"engine"},
+    "bulk": {"engine"},
+    "services": _SERVICES,
+    "client": _CLIENT,
+    "distributed": _CLIENT,
+    # The fake API: it hands out real clients (FakeAlloy.client) over a FakeTransport and
+    # checks inputs as the API would; it never reaches into the SDK's engine or services.
+    "testing": _VALUES | {"client", "transports"},
+    "sandbox": _VALUES | {"testing"},
+    "cli": _CLIENT | {"distributed", "testing", "sandbox"},
+    "": _CLIENT - {"services"},  # the package root re-exports the public names
+}
+
+
+def _unit(module: str) -> str:
+    return module.split(".")[1] if "." in module else ""
+
+
+def test_every_layer_imports_only_what_the_diagram_puts_below_it() -> None:
+    """Catches: an upward or sideways import in any layer (e.g. pagination importing engine/,
+    observability importing _core, testing/ imported by the SDK itself), or a new top-level
+    module with no rule."""
+    graph = _graph()
+    units = {_unit(m) for m in graph}
+    assert units - set(_MAY_IMPORT) == set(), "top-level units without a rule in _MAY_IMPORT"
+    offenders = sorted(
+        (module, dep)
+        for module, deps in graph.items()
+        for dep in deps
+        if _unit(dep) != _unit(module) and _unit(dep) not in _MAY_IMPORT[_unit(module)]
+    )
+    assert offenders == [], offenders

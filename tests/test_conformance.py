@@ -1,9 +1,8 @@
 """Every documented example response structures into the right model, with the right values.
 
-PyYAML is not a dependency, so the examples of the two OpenAPI files and of the quick start
-(seed 003) are embedded verbatim as JSON under ``tests/fixtures/`` (each file names its source).
-When PyYAML happens to be installed, ``test_fixtures_match_the_yaml`` checks them against the
-YAML files so they cannot drift.
+The examples of the two OpenAPI files and of the quick start (seed 003) are embedded verbatim
+as JSON under ``tests/fixtures/`` (each file names its source); ``test_fixtures_match_the_yaml``
+checks them against the YAML files (copies in ``tests/fixtures/specs/``) so they cannot drift.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from alloy_async._convert import (
     execution_result,
@@ -33,7 +33,7 @@ from alloy_async.models import (
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SPECS = Path("/work/shared/specs")
+SPECS = FIXTURES / "specs"
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -259,11 +259,21 @@ def _examples(node: Any) -> dict[str, Any]:
     return found
 
 
+def _spec(name: str) -> Any:
+    path = SPECS / name
+    if not path.is_file():
+        pytest.fail(
+            f"the spec {path} is missing: copy it from /work/shared/specs "
+            "(see tests/fixtures/specs/README.md)"
+        )
+    return yaml.safe_load(path.read_text())
+
+
 def test_fixtures_match_the_yaml() -> None:
-    yaml = pytest.importorskip("yaml")
-    generated = _examples(yaml.safe_load((SPECS / "alloy-generated-openapi.yaml").read_text()))
+    """Catches: a JSON fixture drifting from its YAML spec, or the spec file going missing."""
+    generated = _examples(_spec("alloy-generated-openapi.yaml"))
+    assert set(GENERATED) <= set(generated), set(GENERATED) - set(generated)
     for name, value in GENERATED.items():
         assert generated[name] == value, name
-    details_text = (SPECS / "connector-action-details-openapi.yaml").read_text()
-    details = _examples(yaml.safe_load(details_text))
+    details = _examples(_spec("connector-action-details-openapi.yaml"))
     assert details["get-connector-action-details"] == DETAILS["get-connector-action-details"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import sqlite3
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from alloy_async.errors import (
 from alloy_async.journal import SqliteJournal, read_journal
 from alloy_async.models import ExecuteJob, JobOutcome
 from alloy_async.testing import FakeAlloy, Fault
+from alloy_async.transports import Request, Response, Transport
 
 
 def _setup(fake: FakeAlloy, users: int = 1) -> list[tuple[str, str]]:
@@ -167,37 +170,59 @@ async def test_an_intent_left_by_a_dead_run_is_reported_unknown_and_not_sent(
     }
 
 
-class _SlowJournal(SqliteJournal):
-    """Records what had reached the server when each intent became durable."""
+class _JournalProbe:
+    """A transport that reads the journal file, as another process would, at each ``send()``.
 
-    def __init__(self, path: Path, fake: FakeAlloy) -> None:
-        super().__init__(path)
-        self.fake = fake
-        self.seen_at_intent: dict[str, int] = {}
+    It opens its own read-only SQLite connection to the file (not the journal's overlay or its
+    connections) the moment the engine hands it a request, before passing the request on.
+    """
 
-    async def intend(self, key: str) -> None:
-        await super().intend(key)
-        self.seen_at_intent[key] = sum(
-            1 for r in self.fake.requests if r.json["requestBody"]["text"] == key
-        )
+    def __init__(self, inner: Transport, path: Path) -> None:
+        self.inner = inner
+        self.path = path
+        self.seen: dict[str, list[str | None]] = {}
+
+    async def send(self, request: Request) -> Response:
+        if request.method == "POST" and request.body is not None:
+            key = json.loads(request.body)["requestBody"]["text"]
+            uri = f"file:{self.path}?mode=ro"
+            db = sqlite3.connect(uri, uri=True)
+            try:
+                row = db.execute("SELECT state FROM jobs WHERE key = ?", (key,)).fetchone()
+            finally:
+                db.close()
+            self.seen.setdefault(key, []).append(None if row is None else row[0])
+        return await self.inner.send(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 async def test_the_intent_is_durable_before_the_request_reaches_the_transport(
     tmp_path: Path,
 ) -> None:
+    """Catches: the engine writing a job's intent without waiting for its commit (not awaited)."""
     fake = FakeAlloy(latency=0.01)
     [(user, cred)] = _setup(fake)
-    journal = _SlowJournal(tmp_path / "wal.db", fake)
-    async with fake.client() as alloy:
+    path = tmp_path / "wal.db"
+    probe = _JournalProbe(fake.transport(), path)
+    async with fake.client(transport=probe) as alloy:
         run = alloy.actions.execute_many(
             [_job(user, cred, f"job-{i:03}") for i in range(200)],
             concurrency=16,
-            checkpoint=journal,
+            checkpoint=path,
         )
         outcomes = await _collect(run)
     assert len(outcomes) == 200 and all(o.ok for o in outcomes)
-    assert len(journal.seen_at_intent) == 200
-    assert set(journal.seen_at_intent.values()) == {0}  # nothing was sent before its intent
+    assert len(fake.executions) == 200
+    # Every job's intent was committed (readable from another connection) when its request
+    # reached the transport.
+    assert sorted(probe.seen) == sorted(f"job-{i:03}" for i in range(200))
+    not_durable = {k: v for k, v in probe.seen.items() if v != ["intent"]}
+    assert not not_durable, (
+        f"{len(not_durable)} of 200 sent without a committed intent "
+        f"(key: journal state at each send): {dict(sorted(not_durable.items())[:5])}"
+    )
 
 
 # -- item 6: stops are obeyed by workers waiting for a rate permit --------------------------
