@@ -133,7 +133,7 @@ class RedisJournal:
             return
         pipe = self._shared.client.pipeline(transaction=False)
         for key, row in rows.items():
-            pipe.hset(self.job_key(key), "row", orjson.dumps(row, default=str))
+            pipe.hset(self.job_key(key), "row", orjson.dumps(row, default=str).decode())
         await self._shared.call("storing outcome lines", pipe.execute)
 
     async def stored(self, keys: Iterable[str]) -> dict[str, Stored | None]:
@@ -141,7 +141,7 @@ class RedisJournal:
         keys = list(keys)
         pipe = self._shared.client.pipeline(transaction=False)
         for key in keys:
-            pipe.hmget(self.job_key(key), "s", "r", "row")
+            pipe.hmget(self.job_key(key), ["s", "r", "row"])
         got = await self._shared.call("reading the journal", pipe.execute)
         out: dict[str, Stored | None] = {}
         for key, (state, run, row) in zip(keys, got, strict=True):

@@ -186,7 +186,7 @@ class OpenTelemetryObserver(Observer):
             span.set_attribute("error.type", type(error).__name__)
             span.set_status(Status(StatusCode.ERROR, type(error).__name__))
         self._duration.record(time.perf_counter() - state.started, labels)
-        otel_context.detach(state.token)  # type: ignore[arg-type]
+        otel_context.detach(state.token)  # type: ignore[arg-type, unused-ignore]
         span.end()
 
     # -- execute_many --------------------------------------------------------------------------
