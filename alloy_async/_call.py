@@ -15,7 +15,7 @@ from .errors import AlloyError, APIStatusError, APITimeoutError, OutcomeUnknownE
 from .observability.base import CallInfo
 from .retry import RetryPolicy
 
-__all__ = ["CallStats"]
+__all__ = ["CallStats", "not_handled"]
 
 
 class _Retry(Exception):
@@ -32,11 +32,19 @@ class CallStats:
 
     attempts: int = 0
     throttled: float = 0.0
+    #: The status of the last answer the server gave (0: none, or the last attempt got none):
+    #: what the server did, whatever a hook raised after it.
+    answered: int = 0
 
 
 #: 5xx answers that say the request was not handled: 503, and a CDN that could not reach the
 #: origin (521 down, 522 connect timeout, 523 unreachable). Any other 5xx may have acted.
 _NOT_HANDLED_5XX = frozenset({503, 521, 522, 523})
+
+
+def not_handled(status: int) -> bool:
+    """The server said it did not act on the request (429, or a 5xx of ``_NOT_HANDLED_5XX``)."""
+    return status == 429 or status in _NOT_HANDLED_5XX
 
 
 @attrs.define(slots=True)

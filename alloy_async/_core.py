@@ -192,6 +192,8 @@ class Requester:
                 call = self._call(request, idempotent, scope, stats, None, attempts=1)
                 step: BaseException = self._failed(call, exc, 0.0)
             else:
+                if stats is not None:
+                    stats.answered = response.status
                 if response.status < 300:
                     return response
                 call = self._call(request, idempotent, scope, stats, None, attempts=1)
@@ -286,11 +288,13 @@ class Requester:
                     raise self._deadline_error(call, sent=False)
                 response = await self._send_within(call, remaining, request)
         except (APIConnectionError, APITimeoutError) as exc:
+            call.stats.answered = 0
             elapsed = loop.time() - started if timed else 0.0
             if info is not None and observer is not None:
                 observer.attempt_failed(info, exc, elapsed)
             failed: BaseException | None = self._failed(call, exc, elapsed)
         else:
+            call.stats.answered = response.status  # before any hook: what the server did
             failed = None
         if failed is not None:
             if isinstance(failed, _Retry) and info is not None and observer is not None:

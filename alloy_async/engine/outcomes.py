@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from .._call import not_handled
 from ..errors import (
     APIConnectionError,
     APIStatusError,
@@ -29,7 +30,7 @@ from .dispatch import Bell
 from .journal import State
 from .quarantine import credential_failure
 
-__all__ = ["Entry", "OutcomeChannel", "Tally", "journal_state", "kind_of"]
+__all__ = ["Entry", "OutcomeChannel", "Tally", "journal_state", "kind_of", "raised_after_answer"]
 
 #: (index, outcome, journal key, what to journal: a State, or None to forget the key)
 Entry = tuple[int, JobOutcome, "str | None", "State | None"]
@@ -44,9 +45,23 @@ def kind_of(error: BaseException | None) -> State:
     return "failed"
 
 
-def journal_state(error: BaseException | None) -> State | None:
+def raised_after_answer(error: BaseException, answered: int) -> int:
+    """``answered`` (the status of the server's last answer, 0 for none) when ``error`` is
+    not that answer's own error, so something raised it after the answer (a hook): the job
+    is then judged by the answer, and ``error`` gets a note saying so; else 0."""
+    if not answered or (isinstance(error, APIStatusError) and error.status == answered):
+        return 0
+    what = "it did not act" if not_handled(answered) else "the action ran and is not sent again"
+    error.add_note(f"raised after the server answered {answered}: {what}")
+    return answered
+
+
+def journal_state(error: BaseException | None, answered: int = 0) -> State | None:
     """What the journal keeps of a finished job: its kind, or None (never sent: a rerun may
-    send it) for failures that prove the server did not act."""
+    send it) for failures that prove the server did not act. ``answered``: the server's
+    answer when ``error`` was raised after it (:func:`raised_after_answer`), which decides."""
+    if answered:
+        return None if not_handled(answered) else "failed"
     if isinstance(error, OutcomeUnknownError):
         return "outcome_unknown"
     if isinstance(error, (CredentialQuarantinedError, UnusableSchemaError)):

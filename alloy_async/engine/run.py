@@ -44,7 +44,7 @@ from .admission import Admission, locate
 from .coordinator import Coordinator, Verdict
 from .dispatch import Bell, Dispatch
 from .journal import Journal
-from .outcomes import Entry, OutcomeChannel, Tally, journal_state
+from .outcomes import Entry, OutcomeChannel, Tally, journal_state, raised_after_answer
 from .quarantine import Quarantine
 from .reader import Reader
 from .scheduler import Slot
@@ -279,6 +279,7 @@ class BulkRun(RunViews):
                         await self._call(slot, stats, loop, task)
                         stats.attempts = 0
                         stats.throttled = 0.0
+                        stats.answered = 0
                 finally:
                     flow.in_flight -= 1
         except Exception as exc:  # a bug in stop_when or scope: end the run, raise it after
@@ -378,7 +379,9 @@ class BulkRun(RunViews):
             return
         slot.attempts += stats.attempts or 1
         slot.throttled += stats.throttled
-        if isinstance(error, RateLimitError) and self._c.cooldown is not None:
+        # Set when the error is not the server's answer (a hook raised it after the answer).
+        answered = raised_after_answer(error, stats.answered) if error is not None else 0
+        if isinstance(error, RateLimitError) and not answered and self._c.cooldown is not None:
             self._c.cooldown.on_throttle(slot.scope, error.retry_after)
             if slot.requeues < self._s.max_requeues and not self._flow.stopping:
                 slot.requeues += 1
@@ -391,8 +394,8 @@ class BulkRun(RunViews):
         self._d.release(slot, error is None)
         if error is not None and isinstance(error, InvalidRequestError):
             error = locate(error, slot.index)  # refused before sending: say which job
-        owed = error is not None and self._quarantine.saw(slot.job, error)
-        entry = self._entry(slot, result, error, loop.time() - started, True)
+        owed = error is not None and not answered and self._quarantine.saw(slot.job, error)
+        entry = self._entry(slot, result, error, loop.time() - started, True, answered=answered)
         if not self._out.offer(entry):  # type: ignore[union-attr]  # no coroutine when room
             await self._put(entry)
         if owed:  # after the outcome is out: what the callback raises cannot lose it
@@ -457,9 +460,11 @@ class BulkRun(RunViews):
         journaled: bool,
         *,
         judge: bool = True,
+        answered: int = 0,
     ) -> Entry:
         """Count one finished job and make its outcome (``stop_when`` sees it counted,
-        unless ``judge`` is False: a call given up while stopping)."""
+        unless ``judge`` is False: a call given up while stopping). ``answered``: the status
+        the server answered when ``error`` is not that answer's (the journal follows it)."""
         self._tally.count(error, slot.attempts, slot.throttled)
         if self._tracing is not None:
             self._tracing.finished(error)
@@ -469,7 +474,7 @@ class BulkRun(RunViews):
         stop_when = self._s.stop_when
         if judge and stop_when is not None and not self._flow.stopping and stop_when(self.report):
             self._stop(f"stop_when returned True after {self._tally.finished} outcomes")
-        state = "succeeded" if error is None else journal_state(error)
+        state = "succeeded" if error is None else journal_state(error, answered)
         return (slot.index, outcome, slot.key if journaled else None, state)
 
     async def _put(self, entry: Entry) -> None:
