@@ -28,7 +28,7 @@ from ._call import (
     _retry_delay,
 )
 from ._env import configure_logging_from_env, logger, user_agent
-from ._http import IDEMPOTENT_METHODS, Headers, Request, Response, bind_loop
+from ._http import IDEMPOTENT_METHODS, Headers, Request, Response, Secret, bind_loop
 from ._wire import (
     build_request,
     common_headers,
@@ -94,7 +94,8 @@ class Requester:
 
     _shared: _Shared
     base_url: str
-    api_key: str = attrs.field(repr=False)
+    #: The ``authorization`` value (``_http.bearer(api_key)``): never a plain attribute.
+    auth: Secret = attrs.field(repr=False)
     api_version: str
     user_id: str | None
     timeout: float | None
@@ -106,7 +107,7 @@ class Requester:
     base_headers: Headers = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        headers = common_headers(self.api_key, self.api_version, user_agent(), self.default_headers)
+        headers = common_headers(self.api_version, user_agent(), self.default_headers)
         object.__setattr__(self, "base_headers", headers)
 
     #: Build one :class:`Request` (no I/O; raises :class:`InvalidRequestError`): the wire

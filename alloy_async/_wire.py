@@ -26,7 +26,7 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
-from ._http import Headers, Request, Response, check_header, header_value_ok
+from ._http import Headers, Request, Response, Secret, check_header, header_value_ok
 from .errors import (
     APIStatusError,
     InvalidRequestError,
@@ -61,7 +61,11 @@ class RequestDefaults(Protocol):
 
     @property
     def base_headers(self) -> Mapping[str, str]:
-        """Headers every request carries (see :func:`common_headers`)."""
+        """Headers every request carries but ``authorization`` (:func:`common_headers`)."""
+
+    @property
+    def auth(self) -> Secret | None:
+        """The ``authorization`` value every request carries (``_http.bearer``), or None."""
 
     @property
     def user_id(self) -> str | None:
@@ -73,17 +77,16 @@ class RequestDefaults(Protocol):
 
 
 def common_headers(
-    api_key: str, api_version: str, user_agent: str, default_headers: Mapping[str, str]
+    api_version: str, user_agent: str, default_headers: Mapping[str, str]
 ) -> Headers:
-    """The headers every request of a client carries: credentials, version, user agent,
-    ``accept``, then ``default_headers`` (names lower-cased, values checked).
+    """The headers every request of a client carries besides ``authorization`` (which is
+    ``RequestDefaults.auth``): version, user agent, ``accept``, then ``default_headers`` (names
+    lower-cased, values checked).
 
-    A :class:`Headers` masks credentials in its repr: error trackers that record frame locals
-    (Sentry and the like) never see the key.
+    A :class:`Headers` masks credentials in its repr (``default_headers`` may hold some).
     """
     headers = Headers(
         {
-            "authorization": f"Bearer {api_key}",
             "x-api-version": api_version,
             "user-agent": user_agent,
             "accept": "application/json",
@@ -231,9 +234,8 @@ def build_request(
         for name, value in extra_headers.items():
             headers[name.lower()] = check_header(name, value)
     # Positional: a third cheaper than keywords for a frozen attrs class (hot path).
-    return Request(
-        method, url, headers, body, defaults.timeout if timeout is None else timeout, path
-    )
+    timeout = defaults.timeout if timeout is None else timeout
+    return Request(method, url, headers, body, timeout, path, defaults.auth)
 
 
 @functools.lru_cache(maxsize=65_536)

@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import Any
 
 from ._core import Requester, _Shared, configure_logging_from_env
-from ._http import check_header, header_value_ok, normalize_base_url
+from ._http import bearer, check_header, header_value_ok, normalize_base_url
 from .errors import ConfigurationError, InvalidRequestError
 from .observability import EventHooks, HookObserver, Observer, chain, telemetry_observer
 from .observability.raw import CaptureObserver, RawServices
@@ -109,7 +109,7 @@ class AlloyClient:
             requester = Requester(
                 _Shared(transport=transport, owns_transport=owns),
                 base_url=url,
-                api_key=key.strip(),
+                auth=bearer(key.strip()),
                 api_version=api_version,
                 user_id=user_id,
                 timeout=timeout,

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from alloy_async._core import CallStats, Requester, _Shared
-from alloy_async._http import Request, Response
+from alloy_async._http import Request, Response, bearer
 from alloy_async._wire import decode_json
 from alloy_async.bulk import execute_many
 from alloy_async.errors import (
@@ -430,7 +430,7 @@ async def test_429_storm_slows_the_scope_and_every_job_finishes() -> None:
     requester = Requester(
         _Shared(transport=FakeTransport(handler), owns_transport=True),
         base_url="https://alloy.test",
-        api_key="sk-test",
+        auth=bearer("sk-test"),
         api_version="2025-09",
         user_id=None,
         timeout=None,

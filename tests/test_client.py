@@ -24,7 +24,7 @@ def test_env_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ALLOY_BASE_URL", "http://127.0.0.1:8080/")
     alloy = AlloyClient()
     assert alloy.base_url == "http://127.0.0.1:8080"
-    assert alloy._requester.api_key == "sk_from_env"
+    assert alloy._requester.auth.reveal() == "Bearer sk_from_env"
 
 
 def test_default_base_url(monkeypatch: pytest.MonkeyPatch) -> None:

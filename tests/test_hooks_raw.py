@@ -112,6 +112,7 @@ async def test_sync_and_async_hooks_see_a_redacted_request_and_the_answer() -> N
     assert event.request.method == "POST"
     assert event.request.path == "/connectors/slack/actions/chat_postMessage/execute"
     assert event.request.headers["authorization"] == "[REDACTED]"
+    assert event.request.auth is None  # the key itself is not handed over either
     assert event.request.headers["x-alloy-userid"] == user  # not a secret: left as is
     assert event.request.headers["x-api-version"]
     assert orjson.loads(event.request.body or b"")["credentialId"] == cred

@@ -288,13 +288,6 @@ async def test_api_key_not_in_the_locals_of_sdk_frames() -> None:
     _scan(LOCALS, [API_KEY])
 
 
-# Known today (issue 21, section 2, A2): the key is a plain str at Requester.api_key, in
-# Requester.base_headers["authorization"] and in every Request.headers["authorization"], all
-# reachable from SDK frames' locals (self, request, call.request, defaults). Making them
-# unreachable changes the Request a transport receives; see the report of issue 21 for the plan.
-@pytest.mark.xfail(
-    strict=True, reason="the API key is reachable from SDK frames' locals (issue 21 A2)"
-)
 async def test_api_key_not_reachable_from_the_locals_of_sdk_frames() -> None:
     """Errors raised through the SDK: walking their SDK frames' locals as an error tracker
     serializes them (mappings item by item, sequences, attributes of objects, 6 levels deep)

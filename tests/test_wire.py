@@ -16,7 +16,15 @@ from typing import Any
 import attrs
 import pytest
 
-from alloy_async._http import Headers, Request, Response, check_header, header_value_ok
+from alloy_async._http import (
+    Headers,
+    Request,
+    Response,
+    Secret,
+    bearer,
+    check_header,
+    header_value_ok,
+)
 from alloy_async._wire import (
     build_request,
     build_url,
@@ -51,8 +59,9 @@ class Defaults:
 
     base_url: str = BASE
     base_headers: Mapping[str, str] = attrs.field(
-        factory=lambda: common_headers(KEY, "2025-09", "ua/1", {"x-team": "blue"})
+        factory=lambda: common_headers("2025-09", "ua/1", {"x-team": "blue"})
     )
+    auth: Secret | None = attrs.field(factory=lambda: bearer(KEY))
     user_id: str | None = None
     timeout: float | None = 30.0
 
@@ -85,14 +94,14 @@ def test_wire_imports_no_event_loop_and_no_transport() -> None:
 
 
 def test_common_headers_exact_and_masked() -> None:
-    headers = common_headers(KEY, "2025-09", "ua/1", {"X-Team": "blue", "x-n": 3})  # type: ignore[dict-item]
+    headers = common_headers("2025-09", "ua/1", {"X-Team": "blue", "x-n": 3, "Cookie": KEY})  # type: ignore[dict-item]
     assert dict(headers) == {
-        "authorization": f"Bearer {KEY}",
         "x-api-version": "2025-09",
         "user-agent": "ua/1",
         "accept": "application/json",
         "x-team": "blue",
         "x-n": "3",
+        "cookie": KEY,
     }
     assert isinstance(headers, Headers) and KEY not in repr(headers)
 
@@ -108,15 +117,37 @@ def test_get_with_query_exact_url_and_headers() -> None:
     assert req.method == "GET"
     assert req.url == BASE + "/connectors/a%2Fb%20c/actions?limit=5&on=true&tags=x&tags=y+z"
     assert req.path == "/connectors/a%2Fb%20c/actions"
-    assert dict(req.headers) == {
-        "authorization": f"Bearer {KEY}",
-        "x-api-version": "2025-09",
-        "user-agent": "ua/1",
-        "accept": "application/json",
-        "x-team": "blue",
-        "x-alloy-userid": "user_1",
-    }
+    assert list(req.headers.items()) == [
+        ("authorization", f"Bearer {KEY}"),
+        ("x-api-version", "2025-09"),
+        ("user-agent", "ua/1"),
+        ("accept", "application/json"),
+        ("x-team", "blue"),
+        ("x-alloy-userid", "user_1"),
+    ]
+    assert isinstance(req.headers, Headers) and KEY not in repr(req.headers)
     assert req.body is None and req.timeout == 30.0
+
+
+def test_the_key_is_sent_but_never_stored_in_the_clear() -> None:
+    """``Request.headers`` carries ``authorization`` from ``auth``; no field holds the key, a
+    caller's own ``authorization`` header wins, and ``with_headers`` keeps the key apart.
+
+    Catches: the key stored in the request's headers field, or the override order changed.
+    """
+    req = build("GET", "/a", extra_headers={"traceparent": "00-1"})
+    fields = [getattr(req, a.name) for a in attrs.fields(Request)]
+    assert not any(KEY in str(value) for value in fields if not isinstance(value, Secret))
+    assert all(KEY not in str(v) for f in fields if isinstance(f, Mapping) for v in f.values())
+    assert req.headers["authorization"] == f"Bearer {KEY}"
+    assert KEY not in repr(bearer(KEY)) and bearer(KEY) == bearer(KEY) != bearer("other")
+    own = build("GET", "/a", extra_headers={"Authorization": "Basic mine"})
+    assert next(iter(own.headers.items())) == ("authorization", "Basic mine")
+    traced = req.with_headers({"tracestate": "t"})
+    assert traced.headers == {**req.headers, "tracestate": "t"}
+    assert all(KEY not in v for v in traced._headers.values())
+    plain = Request("GET", BASE + "/a", {"authorization": "Bearer x"}, path="/a")
+    assert plain.headers == {"authorization": "Bearer x"}
 
 
 def test_post_body_bytes_and_merges() -> None:

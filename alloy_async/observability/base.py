@@ -43,7 +43,7 @@ EventHooks = Mapping[str, Sequence[Hook]]
 
 def redacted(request: Request) -> Request:
     """A copy of ``request`` whose secret headers read ``[REDACTED]``."""
-    return attrs.evolve(request, headers=Headers.masked(request.headers))
+    return attrs.evolve(request, headers=Headers.masked(request.headers), auth=None)
 
 
 @attrs.define(slots=True)

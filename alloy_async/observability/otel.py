@@ -32,7 +32,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
-from .._http import Headers, Request, Response
+from .._http import Request, Response
 from .._version import __version__
 from ..errors import AlloyError
 from .base import CallInfo, Observer
@@ -131,9 +131,7 @@ class OpenTelemetryObserver(Observer):
         propagate.inject(carrier, context=trace.set_span_in_context(state.http))
         if not carrier:
             return request
-        headers = Headers(request.headers)
-        headers.update({k.lower(): v for k, v in carrier.items()})
-        return attrs.evolve(request, headers=headers)
+        return request.with_headers({k.lower(): v for k, v in carrier.items()})
 
     async def answered(self, call: CallInfo, response: Response, elapsed: float) -> None:
         state: _CallState = call.state
