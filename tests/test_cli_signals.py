@@ -9,6 +9,7 @@ the server really executed) is the judge, never the client's own report.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import select
@@ -58,11 +59,12 @@ def write_jobs(box: Sandbox, path: Path, total: int = TOTAL) -> list[str]:
 
 
 def start_bulk(
-    box: Sandbox, jobs: Path, out: Path, ckpt: Path, *extra: str
+    box: Sandbox, jobs: Path, out: Path, ckpt: Path, *extra: str, stdin: int | None = None
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [*CLI, "bulk", str(jobs), "--out", str(out), "--checkpoint", str(ckpt),
          "--concurrency", "32", *box.args(), *extra],
+        stdin=stdin,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=ENV,
@@ -90,9 +92,10 @@ def read_until(proc: subprocess.Popen[bytes], marker: str, timeout: float = 30) 
     return seen.decode()
 
 
-def finish(proc: subprocess.Popen[bytes], timeout: float = 60) -> str:
+def finish(proc: subprocess.Popen[bytes], timeout: float = 60, stdin: bytes | None = None) -> str:
+    """Wait for ``proc`` (writing ``stdin`` to it, then closing it) and return its stderr."""
     try:
-        _, err = proc.communicate(timeout=timeout)
+        _, err = proc.communicate(stdin, timeout=timeout)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -194,17 +197,46 @@ def test_second_signal_gives_up_on_jobs_in_flight(slow_sandbox: Sandbox, tmp_pat
 
 def test_two_runs_on_one_checkpoint_one_is_refused(sandbox: Sandbox, tmp_path: Path) -> None:
     """Started together on one checkpoint: one runs, the other exits 2 naming the holder;
-    the server executed each job at most once (here: exactly once, by the winner)."""
-    jobs, ckpt = tmp_path / "jobs.jsonl", tmp_path / "run.journal"
-    keys = write_jobs(sandbox, jobs, total=300)
+    the server executed each job at most once (here: exactly once, by the winner).
+
+    Both read their jobs from stdin, kept open until one of them has exited: the winner
+    cannot end (and let go of the checkpoint) before the other has tried it, however slowly
+    either starts on a busy machine.
+
+    Catches: a checkpoint journal opened without its lock (both runs go on)."""
+    ckpt = tmp_path / "run.journal"
+    total = 300
+    lines = [line(job(sandbox, n)) + b"\n" for n in range(total)]
+    keys = [f"job-{n}" for n in range(total)]
+    first, rest = b"".join(lines[:10]), b"".join(lines[10:])
     outs = [tmp_path / "out-a.jsonl", tmp_path / "out-b.jsonl"]
     procs = [
-        start_bulk(sandbox, jobs, out, ckpt, "--concurrency", "4") for out in outs
-    ]  # 300 jobs x 20 ms / 4: over a second, far longer than the start-up skew
-    errs = [finish(p) for p in procs]
-    codes = sorted(p.returncode for p in procs)
-    assert codes == [0, 2], errs
-    loser = [p.returncode for p in procs].index(2)
+        start_bulk(sandbox, Path("-"), out, ckpt, "--concurrency", "4", stdin=subprocess.PIPE)
+        for out in outs
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdin is not None
+            with contextlib.suppress(BrokenPipeError):  # the loser may be gone already
+                proc.stdin.write(first)
+                proc.stdin.flush()
+        wait_for(
+            lambda: any(p.poll() is not None for p in procs),
+            "one of two runs on one checkpoint to be refused",
+            timeout=60,
+        )
+        loser = next(i for i, p in enumerate(procs) if p.poll() is not None)
+        errs = ["", ""]
+        errs[loser] = finish(procs[loser])
+        assert procs[1 - loser].poll() is None, "both runs ended"
+        errs[1 - loser] = finish(procs[1 - loser], stdin=rest)  # the winner runs them all
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=10)
+    assert procs[loser].returncode == 2, errs
+    assert procs[1 - loser].returncode == 0, errs
     message = errs[loser]
     assert "Traceback" not in message
     assert len(message.strip().splitlines()) == 1, message

@@ -29,7 +29,7 @@ from alloy_async import (
     ConfigurationError,
     RetryPolicy,
 )
-from alloy_async.journal import read_journal
+from alloy_async.journal import SqliteJournal, read_journal
 from alloy_async.limiters import AdaptiveLimiter
 from alloy_async.models import ExecuteJob, JobOutcome
 from alloy_async.sandbox import SandboxServer
@@ -39,6 +39,8 @@ from alloy_async.transports import AiohttpTransport
 VIRTUAL_SEEDS = 30
 REAL_SEEDS = 4
 N_JOBS = 2_000
+#: How long a consumer may take to leave its loop after ``run.aclose()`` from another task.
+ACLOSE_BOUND = 30.0
 
 
 def _say(capsys: pytest.CaptureFixture[str], text: str) -> None:
@@ -90,25 +92,41 @@ async def _stop_at_random(run: Any, rng: random.Random, mode: str, at: float) ->
         await run.aclose()
         return outcomes
 
+    running = asyncio.Event()
+
     async def consume() -> None:
         async for outcome in run:
             outcomes.append(outcome)
+            running.set()
 
     consumer = asyncio.create_task(consume())
+    # ``at`` counts from the first outcome: the run has started (its journal is open, which
+    # takes real time in a thread while virtual time would jump past any ``at``).
+    first = asyncio.create_task(running.wait())
+    await asyncio.wait({consumer, first}, return_when=asyncio.FIRST_COMPLETED)
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)
+    assert running.is_set(), f"the run ended without an outcome: {consumer}"
     await asyncio.sleep(at)
+    assert not consumer.done(), f"the run ended by itself before {at:.2f} s: nothing to stop"
     if mode == "cancel":
         consumer.cancel()
         with pytest.raises(asyncio.CancelledError):
             await consumer
     else:  # aclose from outside while the consumer is waiting
         await run.aclose()
-        # The consumer should now end by itself; it does not (a bulk.py bug pinned by
-        # test_aclose_from_another_task_ends_the_consumers_loop), so it is cancelled here.
-        await asyncio.wait({consumer}, timeout=1)
+        # aclose() alone must end the consumer's loop: nothing cancels it. The bound only keeps
+        # a regression from hanging the test; everything of the run already ended in aclose(),
+        # so a woken consumer needs a few loop turns (on virtual time the bound costs nothing).
+        await asyncio.wait({consumer}, timeout=ACLOSE_BOUND)
         if not consumer.done():
             consumer.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await consumer
+            await asyncio.gather(consumer, return_exceptions=True)
+            pytest.fail(
+                f"aclose() from another task did not end the consumer's `async for` within "
+                f"{ACLOSE_BOUND} s: it still waits for outcomes of a closed run"
+            )
+        assert consumer.exception() is None  # the loop ended normally, not by an error
     return outcomes
 
 
@@ -140,7 +158,9 @@ def _judge(
 async def test_cancel_at_random_points_virtual_time(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Many seeds, each stopping a 2,000-job run (with faults) at a random point and way."""
+    """Many seeds, each stopping a 2,000-job run (with faults) at a random point and way.
+
+    Catches: ``run.aclose()`` from another task not ending the consumer's ``async for``."""
     modes: Counter[str] = Counter()
     stopped_in_flight = 0
     for seed in range(VIRTUAL_SEEDS):
@@ -208,6 +228,61 @@ async def test_aclose_from_another_task_ends_the_consumers_loop() -> None:
     assert run.report.stopped_early and len(seen) == 8
 
 
+class _GatedJournal(SqliteJournal):
+    """A journal whose opening waits for ``gate``: the run is caught while it starts."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.opening = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def open(self, run_id: str) -> None:
+        self.opening.set()
+        await self.gate.wait()
+        await super().open(run_id)
+
+
+async def test_aclose_while_the_journal_opens_ends_the_consumer_and_frees_the_lock(
+    tmp_path: Path,
+) -> None:
+    """``run.aclose()`` from another task while the consumer is still opening the checkpoint
+    journal: the consumer's loop ends, nothing is sent, and aclose() returns only once the
+    journal is closed again and its lock free.
+
+    Catches: a run closed while it started going on to start (workers, a consumer waiting
+    forever, the journal lock held after aclose returned)."""
+    fake = FakeAlloy(latency=0.01)
+    creds = _setup(fake, 2)
+    journal = _GatedJournal(tmp_path / "run.journal")
+    async with fake.client() as alloy:
+        run = alloy.actions.execute_many(_Source(creds, 50), concurrency=4, checkpoint=journal)
+        seen: list[JobOutcome] = []
+
+        async def consume() -> None:
+            async for outcome in run:
+                seen.append(outcome)
+
+        consumer = asyncio.create_task(consume())
+        await journal.opening.wait()  # the consumer is inside the run's start, opening
+        closing = asyncio.create_task(run.aclose())
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not closing.done(), "aclose() returned while the journal was still opening"
+        journal.gate.set()
+        done, _ = await asyncio.wait({consumer, closing}, timeout=ACLOSE_BOUND)
+        for task in {consumer, closing} - done:
+            task.cancel()
+        await asyncio.gather(consumer, closing, return_exceptions=True)
+        assert done == {consumer, closing}, f"still waiting after {ACLOSE_BOUND} s: {done}"
+        assert consumer.exception() is None and closing.exception() is None
+        assert "closed" in repr(journal), journal
+    second = SqliteJournal(tmp_path / "run.journal")
+    await second.open("next-run")  # the lock is free: a rerun may start
+    await second.aclose()
+    assert seen == [] and fake.requests == [] and fake.executions == []
+    assert run.report.stopped_early
+
+
 async def _wait_idle(fake: FakeAlloy) -> None:
     for _ in range(500):
         if fake.in_flight == 0:
@@ -219,7 +294,9 @@ async def _wait_idle(fake: FakeAlloy) -> None:
 async def test_cancel_at_random_points_real_http(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A few seeds over real HTTP: also the aiohttp session and connector end closed."""
+    """A few seeds over real HTTP: also the aiohttp session and connector end closed.
+
+    Catches: ``run.aclose()`` from another task not ending the consumer's ``async for``."""
     for seed in range(REAL_SEEDS):
         rng = random.Random(1000 + seed)
         plan = FaultPlan(rates={"reset_after": 0.02, "503": 0.03}, seed=seed, retry_after="0.01")

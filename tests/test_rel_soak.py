@@ -28,6 +28,7 @@ N_USERS = 40
 CONCURRENCY = 48
 PER_USER = 3
 PER_CONNECTOR = 20
+RETRY_AFTER = "0.02"  # seconds, the Retry-After of half the 429/503 answers
 RATES = {"429": 0.10, "503": 0.05, "reset_before": 0.02, "reset_after": 0.01, "slow": 0.02}
 
 
@@ -61,7 +62,10 @@ def _text(body: Any) -> str:
 async def test_fault_soak_10k_jobs_exactly_one_outcome_no_double_execution(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Every job ends once; nothing runs twice; maybe-run jobs are OutcomeUnknown; caps hold.
+    """Every job ends once; nothing runs twice; maybe-run jobs are OutcomeUnknown; caps hold;
+    the waits after 429/503 are only what the server asked or the policy allows.
+
+    Catches: a fractional Retry-After waited as whole seconds (rounded up to 1 s).
 
     asyncio debug mode is switched off for this one test: its per-callback traceback capture
     makes the ~12,000 HTTP round trips several times slower, and it judges nothing here
@@ -81,7 +85,7 @@ async def _soak(capsys: pytest.CaptureFixture[str]) -> None:
     plan = FaultPlan(
         rates=RATES,
         seed=20251123,
-        retry_after="0.02",
+        retry_after=RETRY_AFTER,
         retry_after_share=0.5,
         spike=0.1,
         routes=frozenset({"execute"}),
@@ -166,6 +170,13 @@ async def _soak(capsys: pytest.CaptureFixture[str]) -> None:
     # The plan really injected its faults (rates are of requests, so of at least N_JOBS).
     assert faults["429"] > 0.08 * N_JOBS and faults["503"] > 0.04 * N_JOBS
     assert faults["slow"] > 0.01 * N_JOBS
+    # Each wait after a 429/503 is the Retry-After (0.02 s) or a backoff of at most backoff_max:
+    # a wait stretched to whole seconds would exceed this (the sum of waits, not wall time).
+    longest = max(float(RETRY_AFTER), policy.backoff_max)
+    assert 0 < report.throttled_seconds <= report.retries * longest, (
+        report.throttled_seconds,
+        report.retries,
+    )
 
     summary = (
         f"\n[reliability] fault soak: {N_JOBS} jobs, {len(executions)} executions ran "
@@ -177,7 +188,6 @@ async def _soak(capsys: pytest.CaptureFixture[str]) -> None:
     )
     with capsys.disabled():
         print(summary)
-    assert elapsed < 110, summary
 
 
 def test_fault_plan_mixes_retry_after_and_spikes() -> None:

@@ -104,6 +104,7 @@ class BulkRun(RunViews):
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._grace_timer: asyncio.TimerHandle | None = None
         self._grace_at: float | None = None
+        self._opening: asyncio.Event | None = None  # set once _start is done with the journal
 
     def stop(self, reason: str = "stopped", *, grace: float | None = None) -> None:
         """Stop dispatch now; let in-flight calls finish, for at most ``grace`` seconds.
@@ -154,7 +155,14 @@ class BulkRun(RunViews):
         flow.started = True
         loop = asyncio.get_running_loop()
         if self._c.journal is not None:
-            await self._c.journal.open(self._run_id)
+            opening = self._opening = asyncio.Event()
+            try:
+                await self._c.journal.open(self._run_id)
+                if flow.closed:  # aclose() from another task while the journal opened
+                    await self._c.journal.aclose()
+                    return
+            finally:
+                opening.set()
             self._admission.journal = self._c.journal
         flow.t0 = loop.time()
         self._out = OutcomeChannel(
@@ -191,6 +199,10 @@ class BulkRun(RunViews):
         if flow.started and flow.t_end is None:
             self._stop("closed before the input was exhausted")
         try:
+            if self._opening is not None:
+                # The consumer may still be opening the journal: it lets go of it when it sees
+                # the run closed, and this returns only then (the lock never outlives aclose).
+                await self._opening.wait()
             for task in self._tasks:
                 task.cancel()
             if self._tasks:
@@ -231,7 +243,8 @@ class BulkRun(RunViews):
         try:
             await self._start()
             out = self._out
-            assert out is not None
+            if out is None:  # closed by another task while it started: nothing was sent
+                return
             while True:
                 outcome = out.take() or await out.next()
                 if outcome is None:
