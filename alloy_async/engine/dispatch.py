@@ -44,14 +44,15 @@ class Bell:
             if not waiter.done():  # cancelled: no ring is owed to it
                 waiter.cancel()
 
-    def ring(self) -> None:
-        """Wake one idle worker, if any."""
+    def ring(self) -> bool:
+        """Wake one idle worker, if any; False when there was none."""
         waiters = self._waiters
         while waiters:
             waiter = waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
-                return
+                return True
+        return False
 
     def ring_all(self) -> None:
         """Wake every idle worker (the run is stopping, or its input ended)."""

@@ -28,6 +28,7 @@ class Reader:
         emitted: how many outcomes the consumer has moved past (ordered mode's window).
         stop: stops the run with a reason (the input failed).
         stamp: whether to note when each job was queued (the run is traced).
+        grow: starts another worker (up to the run's limits) for a job no idle one took.
     """
 
     def __init__(
@@ -42,6 +43,7 @@ class Reader:
         emitted: Callable[[], int],
         stop: Callable[[str], None],
         stamp: bool,
+        grow: Callable[[], None],
     ) -> None:
         self._jobs = jobs
         self._s = settings
@@ -52,6 +54,7 @@ class Reader:
         self._emitted = emitted
         self._stop = stop
         self._stamp = stamp
+        self._grow = grow
         #: Set whenever room may have freed up (a job left the buffer, the consumer moved on).
         self.room = asyncio.Event()
         # Every job goes through _accept (ordered mode's window, the preflight's await).
@@ -139,4 +142,5 @@ class Reader:
             self._sched.add_decided(slot)
         else:
             self._sched.add(slot)
-        self._wake.ring()
+        if not self._wake.ring():
+            self._grow()

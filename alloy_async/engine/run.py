@@ -4,7 +4,7 @@ Shape of a run (no task per job: memory stays flat for millions of jobs)::
 
     source --reader task--> FairScheduler (look-ahead <= lookahead jobs)
                                 |  round-robin over users; caps tried without waiting
-                            `concurrency` worker tasks --> [rate permit] -> [journal intent]
+                   up to `concurrency` worker tasks --> [rate permit] -> [journal intent]
                                 |                          -> execute_one(job, stats)
                             OutcomeChannel --> consumer (`async for`), reordered if ordered=True
                                                (an outcome is journaled once it is taken)
@@ -48,7 +48,7 @@ from .outcomes import Entry, OutcomeChannel, Tally, journal_state, raised_after_
 from .quarantine import Quarantine
 from .reader import Reader
 from .scheduler import Slot
-from .state import ExecuteOne, Flow, Jobs, Settings
+from .state import ExecuteOne, Flow, Grace, Jobs, Settings
 from .tracing import RunTracing
 from .views import RunViews
 
@@ -88,7 +88,7 @@ class BulkRun(RunViews):
         self._reader = Reader(
             jobs, settings, self._flow, self._admission, self._d.sched, self._wake,
             emitted=lambda: self._out.next_emit if self._out is not None else 0,
-            stop=self._stop, stamp=settings.observer is not None,
+            stop=self._stop, stamp=settings.observer is not None, grow=self._grow,
         )  # fmt: skip
         self._room = self._reader.room
         self._tracing: RunTracing | None = None
@@ -102,8 +102,7 @@ class BulkRun(RunViews):
         self._sending: set[asyncio.Task[Any]] = set()
         self._gate = self._d.gate
         self._deadline_timer: asyncio.TimerHandle | None = None
-        self._grace_timer: asyncio.TimerHandle | None = None
-        self._grace_at: float | None = None
+        self._grace = Grace(self._give_up)
         self._opening: asyncio.Event | None = None  # set once _start is done with the journal
 
     def stop(self, reason: str = "stopped", *, grace: float | None = None) -> None:
@@ -120,17 +119,7 @@ class BulkRun(RunViews):
         self._stop(reason)
         if grace is None or not self._flow.started:
             return
-        loop = asyncio.get_running_loop()
-        at = loop.time() + grace
-        if self._grace_at is not None and self._grace_at <= at:
-            return
-        if self._grace_timer is not None:
-            self._grace_timer.cancel()
-        self._grace_at = at
-        if grace == 0:  # at once, not on the next loop turn
-            self._give_up()
-        else:
-            self._grace_timer = loop.call_at(at, self._give_up)
+        self._grace.within(grace)
 
     def _stop(self, reason: str) -> None:
         if not self._flow.stopping:
@@ -143,7 +132,6 @@ class BulkRun(RunViews):
             task.cancel()
 
     def _give_up(self) -> None:
-        self._grace_timer = None
         self._flow.giving_up = True
         for task in list(self._sending):
             task.cancel()
@@ -178,8 +166,15 @@ class BulkRun(RunViews):
         if self._s.observer is not None:
             self._tracing = RunTracing(self._s.observer, self._run_id, self._s.concurrency)
         self._tasks.append(loop.create_task(self._reader.feed()))
-        flow.live_workers = self._s.concurrency
-        self._tasks.extend(loop.create_task(self._work()) for _ in range(self._s.concurrency))
+        self._grow()  # the rest start as jobs are queued (_grow): never more than the jobs
+
+    def _grow(self) -> None:
+        """Start a worker, while there are fewer than ``concurrency`` and than the jobs queued
+        so far (the reader calls it when a queued job found no idle worker)."""
+        flow = self._flow
+        if flow.live_workers < min(self._s.concurrency, max(1, flow.next_index)):
+            flow.live_workers += 1
+            self._tasks.append(asyncio.get_running_loop().create_task(self._work()))
 
     async def aclose(self) -> None:
         """Stop dispatch, cancel in-flight calls, wait for every task, flush the journal.
@@ -219,9 +214,9 @@ class BulkRun(RunViews):
                         self._admission.taken(entry[2], entry[3])
                 out.close()  # a consumer waiting in `async for` (another task) must learn of it
             self._d.cancel_timers()
-            for timer in (self._deadline_timer, self._grace_timer):
-                if timer is not None:
-                    timer.cancel()
+            self._grace.cancel()
+            if self._deadline_timer is not None:
+                self._deadline_timer.cancel()
             if self._admission.journal is not None:
                 await self._admission.journal.aclose()
             if flow.t_end is None and flow.t0 is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -10,7 +11,7 @@ import attrs
 from .._core import CallStats
 from ..models.bulk import BulkReport, ExecuteJob
 
-__all__ = ["ExecuteOne", "Flow", "Jobs", "Settings"]
+__all__ = ["ExecuteOne", "Flow", "Grace", "Jobs", "Settings"]
 
 #: The coroutine that runs one job; the services layer passes ``actions.execute`` wired to the
 #: request pipeline. It should count attempts and throttled seconds in the ``CallStats``.
@@ -56,3 +57,35 @@ class Flow:
     closed: bool = False
     t0: float | None = None
     t_end: float | None = None
+
+
+class Grace:
+    """When a stopped run gives up its in-flight calls: the earliest time any stop asked for."""
+
+    def __init__(self, give_up: Callable[[], None]) -> None:
+        self._give_up = give_up
+        self._timer: asyncio.TimerHandle | None = None
+        self._at: float | None = None
+
+    def within(self, grace: float) -> None:
+        """Give up ``grace`` seconds from now, unless an earlier stop asked for sooner."""
+        loop = asyncio.get_running_loop()
+        at = loop.time() + grace
+        if self._at is not None and self._at <= at:
+            return
+        self.cancel()
+        self._at = at
+        if grace == 0:  # at once, not on the next loop turn
+            self._give_up()
+        else:
+            self._timer = loop.call_at(at, self._fire)
+
+    def cancel(self) -> None:
+        """Forget the pending give-up (the run is closing)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._give_up()
