@@ -17,6 +17,8 @@ from typing import Any, NoReturn, TextIO
 import attrs
 import click
 
+from ..errors import CoordinatorError, InvalidRequestError
+
 __all__ = [
     "BulkOptions",
     "BulkUsageError",
@@ -25,6 +27,7 @@ __all__ = [
     "check_checkpoint",
     "check_numbers",
     "check_redis",
+    "check_redis_reachable",
     "check_redis_url",
     "open_input",
     "open_out",
@@ -90,9 +93,28 @@ class RedisOptions:
 
 
 def check_redis_url(url: str) -> None:
-    """A ``redis://``, ``rediss://`` or ``unix://`` URL."""
+    """A ``redis://``, ``rediss://`` or ``unix://`` URL that redis-py can use."""
     if not _URL.match(url):
         _usage("--redis must be a redis://, rediss:// or unix:// URL")
+    try:
+        from ..distributed._redis import check_url
+    except ImportError:
+        return  # the command says which extra is missing
+    try:
+        check_url(url)
+    except InvalidRequestError as exc:
+        _usage(f"--redis: {exc}")
+
+
+async def check_redis_reachable(url: str) -> None:
+    """Redis answers at the start of a run, or one line and exit code 2 (a wrong password, a
+    server that is down): later outages are pauses, this one is a bad option."""
+    from ..distributed._redis import ping
+
+    try:
+        await ping(url, within=5.0)
+    except CoordinatorError as exc:
+        _usage(f"--redis: {exc}")
 
 
 def check_redis(o: BulkOptions, r: RedisOptions) -> None:

@@ -32,6 +32,7 @@ from ._bulk_options import (
     RedisOptions,
     check_numbers,
     check_redis,
+    check_redis_reachable,
     run_on_files,
 )
 from ._bulk_output import keys_in_out
@@ -156,6 +157,7 @@ class _Driver:
         reader: JobReader | None = None
         try:
             reader = JobReader(fd, loop, close_fd=close_fd)
+            await check_redis_reachable(self.where.url)
             self.broker = make_broker(self.where.url, queue=self.where.queue)
             await self.broker.startup()  # before sending: the group is created at "$"
             feeder = asyncio.create_task(self._feed(reader.items()))

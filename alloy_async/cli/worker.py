@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from ..client import AlloyClient
-from ._bulk_options import DEFAULT_QUEUE, BulkUsageError, check_redis_url
+from ._bulk_options import DEFAULT_QUEUE, BulkUsageError, check_redis_reachable, check_redis_url
 from ._common import common, open_client, run_async, say
 
 __all__ = ["worker"]
@@ -143,6 +143,7 @@ async def _work(
             say(f"{sig.name} received again: giving up on the chunks running", "yellow")
             abort.set()
 
+    await check_redis_reachable(url)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
     runner = ChunkRunner(url, client, concurrency=concurrency)

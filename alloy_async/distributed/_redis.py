@@ -23,9 +23,9 @@ from redis import exceptions as redis_errors
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from ..errors import CoordinatorError
+from ..errors import CoordinatorError, InvalidRequestError
 
-__all__ = ["TRANSIENT", "Shared", "safe_url", "through_outage"]
+__all__ = ["TRANSIENT", "Shared", "check_url", "ping", "safe_url", "through_outage"]
 
 T = TypeVar("T")
 
@@ -44,12 +44,35 @@ def safe_url(url: str) -> str:
         masked = [(k, "***" if k.lower() == "password" else v) for k, v in query]
         parts = parts._replace(query=urllib.parse.urlencode(masked, safe="*"))
     if parts.password is not None:
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
+        host = parts.netloc.rpartition("@")[2]  # as written: the port may not be a number
         user = f"{parts.username}:***@" if parts.username else "***@"
         parts = parts._replace(netloc=user + host)
     return urllib.parse.urlunsplit(parts)
+
+
+def check_url(url: str) -> None:
+    """InvalidRequestError naming ``url`` (without its password) when redis-py cannot use it
+    (a port that is not a number, an option it cannot read); connects to nothing."""
+    try:
+        aioredis.ConnectionPool.from_url(url)
+    except (ValueError, TypeError) as exc:
+        raise InvalidRequestError(
+            f"the Redis URL {safe_url(url)} is not usable: {exc}", field="url"
+        ) from None
+
+
+async def ping(url: str, *, within: float) -> None:
+    """One PING within ``within`` seconds, or a CoordinatorError naming the server (never its
+    password): whether Redis can be used at all, before a run starts."""
+    client = aioredis.Redis.from_url(url, socket_timeout=None, socket_connect_timeout=within)
+    try:
+        async with asyncio.timeout(within):
+            await client.ping()
+    except (*TRANSIENT, redis_errors.RedisError) as exc:
+        why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise CoordinatorError(f"Redis at {safe_url(url)} cannot be used: {why}") from None
+    finally:
+        await client.aclose()
 
 
 async def through_outage(

@@ -25,7 +25,7 @@ from ..errors import CoordinatorError, InvalidRequestError
 from ..limiters import AdaptiveLimiter
 from ._journal import RedisJournal
 from ._limits import LocalCount, RedisCoolDown, RedisRate, RedisSlots
-from ._redis import Shared, safe_url
+from ._redis import Shared, check_url, safe_url
 from ._scripts import FORGET, RENEW
 
 __all__ = ["RedisCoordinator", "RedisRun", "RedisStatistics"]
@@ -109,6 +109,7 @@ class RedisCoordinator:
             raise InvalidRequestError(
                 "url must be a redis://, rediss:// or unix:// URL", field="url"
             )
+        check_url(url)
         if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
             raise InvalidRequestError(
                 f"namespace must be 1 to 100 letters, digits or _ . : -, got {namespace!r}",

@@ -43,7 +43,7 @@ from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 
 from ..errors import ConfigurationError, CoordinatorError
 from ._driver import ChunkResult, entries_gone, forget_results, queue_state, take_results
-from ._redis import TRANSIENT, safe_url, through_outage
+from ._redis import TRANSIENT, check_url, safe_url, through_outage
 from ._runner import ChunkRunner
 
 __all__ = [
@@ -374,6 +374,7 @@ def make_broker(
     to another one; ``result_ttl``: seconds a result no driver read stays; ``runner``: what
     runs the chunks, in a worker (``runner.chunks_at_once`` at a time).
     """
+    check_url(url)
     idle_timeout_ms = max(1, round(idle_timeout * 1000))
     broker = ChunkBroker(
         url,
