@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import attrs
 import backoff
@@ -48,6 +48,8 @@ from .errors import (
 from .observability.base import CallInfo, Observer
 from .retry import RetryPolicy
 from .transports.base import Transport
+
+T = TypeVar("T")
 
 __all__ = [
     "CallStats",
@@ -274,7 +276,8 @@ class Requester:
         info, observer = call.info, self.observer
         if info is not None and observer is not None:
             info.attempt = call.attempts
-            request = await observer.before_send(info, request)  # a hook may raise: not sent
+            # a hook may raise: not sent
+            request = await self._hook(call, observer.before_send(info, request))
         # The clock is read only when a deadline, debug logging or an observer needs it.
         timed = (
             call.deadline_at is not None or info is not None or logger.isEnabledFor(logging.DEBUG)
@@ -299,11 +302,11 @@ class Requester:
             failed = None
         if failed is not None:
             if isinstance(failed, _Retry) and info is not None and observer is not None:
-                await observer.retrying(info, failed.delay, failed.reason)
+                await self._hook(call, observer.retrying(info, failed.delay, failed.reason))
             raise failed  # outside the except block: the error keeps its own cause and context
         elapsed = loop.time() - started if timed else 0.0
         if info is not None and observer is not None:
-            await observer.answered(info, response, elapsed)
+            await self._hook(call, observer.answered(info, response, elapsed))
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s %s -> %d in %.1f ms (attempt %d)%s",
@@ -321,7 +324,7 @@ class Requester:
         if isinstance(step, Response):
             return step
         if isinstance(step, _Retry) and info is not None and observer is not None:
-            await observer.retrying(info, step.delay, step.reason)
+            await self._hook(call, observer.retrying(info, step.delay, step.reason))
         raise step
 
     def _failed(self, call: _Call, exc: AlloyError, elapsed: float) -> BaseException:
@@ -404,6 +407,29 @@ class Requester:
             extra=_error_extra(error, call.attempts, None),
         )
         return _Retry(delay, error)
+
+    async def _hook(self, call: _Call, hooks: Awaitable[T]) -> T:
+        """The event hooks of one step, within the call's deadline (it bounds the whole call,
+        hooks included); past it, the deadline's error, saying what the server answered."""
+        if call.deadline_at is None:
+            return await hooks
+        timeout = asyncio.timeout_at(call.deadline_at)
+        try:
+            async with timeout:
+                return await hooks
+        except TimeoutError:
+            if not timeout.expired():
+                raise  # a hook's own TimeoutError
+            answered, r = call.stats.answered, call.request
+            if not answered:
+                raise self._deadline_error(call, sent=call.maybe_acted) from None
+            raise APITimeoutError(
+                f"deadline of {call.policy.deadline:g} s ran out in an event hook, after the "
+                f"server answered {answered}",
+                method=r.method,
+                path=r.path,
+                sent=True,
+            ) from None
 
     def _deadline_error(self, call: _Call, *, sent: bool) -> AlloyError:
         r = call.request
