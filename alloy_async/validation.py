@@ -25,14 +25,14 @@ from .models.actions import Action
 __all__ = [
     "ActionValidator",
     "Problem",
-    "action_schema",
+    "action_schemas",
     "compile_action",
     "jsonschema_module",
     "refusal",
 ]
 
 #: Keywords whose jsonschema message names only schema data (property names), never a value.
-_SAFE_MESSAGES = frozenset({"required", "additionalProperties", "dependentRequired"})
+_SAFE_MESSAGES = frozenset({"required", "dependentRequired"})
 _ARGUMENTS = ("request_body", "query_parameters", "path_params")
 
 
@@ -68,17 +68,15 @@ def _parameters_schema(action: Action, location: str) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": required}
 
 
-def action_schema(action: Action) -> dict[str, Any]:
-    """One schema for an execute call's arguments: ``request_body`` (the action's body
-    schema), ``query_parameters`` and ``path_params`` (from its parameters)."""
+def action_schemas(action: Action) -> dict[str, dict[str, Any]]:
+    """The schema of each part of an execute call, checked apart: ``request_body`` (the
+    action's own body schema, in its own dialect, its ``$ref`` resolving within it),
+    ``query_parameters`` and ``path_params`` (from its parameters)."""
     body = action.request_body if isinstance(action.request_body, Mapping) else {}
     return {
-        "type": "object",
-        "properties": {
-            "request_body": dict(body),
-            "query_parameters": _parameters_schema(action, "query"),
-            "path_params": _parameters_schema(action, "path"),
-        },
+        "request_body": dict(body),
+        "query_parameters": _parameters_schema(action, "query"),
+        "path_params": _parameters_schema(action, "path"),
     }
 
 
@@ -102,6 +100,9 @@ def _message(error: Any) -> str:
         return str(error.message)
     if keyword == "type":
         return f"must be of type {error.validator_value!r}"
+    if keyword in ("additionalProperties", "unevaluatedProperties"):
+        # The unexpected key comes from the caller's data (it can be a secret): never quoted.
+        return f"has a property the schema does not allow ({keyword})"
     if keyword in ("enum", "const"):
         return f"must be one of the values the schema allows ({keyword})"
     value = error.validator_value
@@ -113,9 +114,9 @@ def _message(error: Any) -> str:
 class ActionValidator:
     """A compiled action schema. Build it with :func:`compile_action`."""
 
-    def __init__(self, name: str, validator: Any) -> None:
+    def __init__(self, name: str, validators: Mapping[str, Any]) -> None:
         self.name = name
-        self._validator = validator
+        self._validators = dict(validators)  # part (request_body, ...) -> its validator
 
     def problems(
         self,
@@ -129,19 +130,22 @@ class ActionValidator:
             UnusableSchemaError: the schema could not be applied (an unresolvable ``$ref``,
                 an unknown type).
         """
-        instance = {
+        parts = {
             "request_body": {} if request_body is None else request_body,
             "query_parameters": dict(query_parameters or {}),
             "path_params": dict(path_params or {}),
         }
-        try:
-            errors = list(self._validator.iter_errors(instance))
-        except Exception as exc:  # jsonschema raises many kinds for a schema it cannot apply
-            raise UnusableSchemaError(self.name, f"{type(exc).__name__}: {exc}") from None
+        errors: list[tuple[str, Any]] = []
+        for part, validator in self._validators.items():
+            try:
+                errors += [(part, e) for e in validator.iter_errors(parts[part])]
+            except Exception as exc:  # jsonschema raises many kinds for a schema it cannot apply
+                why = f"{part}: {type(exc).__name__}: {exc}"
+                raise UnusableSchemaError(self.name, why) from None
         found: list[Problem] = []
         named: set[tuple[str, str]] = set()
-        for e in errors:
-            pointer = _pointer(e.absolute_path)
+        for part, e in errors:
+            pointer = _pointer([part, *e.absolute_path])
             if e.validator == "required" and isinstance(e.instance, Mapping):
                 # Point at the missing field itself (one error per missing field).
                 missing = [
@@ -180,13 +184,16 @@ def compile_action(action: Action, name: str) -> ActionValidator:
     jsonschema = jsonschema_module()
     import referencing
 
-    schema = action_schema(action)
-    cls = jsonschema.validators.validator_for(
-        action.request_body or {}, default=jsonschema.Draft202012Validator
-    )
-    try:
-        cls.check_schema(schema)
-    except jsonschema.exceptions.SchemaError as exc:
-        raise UnusableSchemaError(name, f"not valid JSON Schema: {exc.message}") from None
-    validator = cls(schema, registry=referencing.Registry(), format_checker=cls.FORMAT_CHECKER)
-    return ActionValidator(name, validator)
+    validators = {}
+    for part, schema in action_schemas(action).items():
+        # The body in the dialect it declares ($schema); the parameters' wrappers are ours.
+        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        try:
+            cls.check_schema(schema)
+        except jsonschema.exceptions.SchemaError as exc:
+            why = f"{part} is not valid JSON Schema: {exc.message}"
+            raise UnusableSchemaError(name, why) from None
+        validators[part] = cls(
+            schema, registry=referencing.Registry(), format_checker=cls.FORMAT_CHECKER
+        )
+    return ActionValidator(name, validators)
