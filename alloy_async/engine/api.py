@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from .._checks import check_number
 from ..errors import InvalidRequestError
-from ..models.bulk import BulkReport, ExecuteJob
+from ..models.bulk import BulkReport, ExecuteJob, JobOutcome
 from ..observability.base import Observer, members
 from .coordinator import Configurable, CoolDown, Coordinator, InProcessCoordinator, RateBudget
 from .journal import Journal
@@ -55,6 +55,7 @@ def execute_many(
     observer: Observer | None = None,
     preflight: Callable[[ExecuteJob], Awaitable[BaseException | None]] | None = None,
     on_credential_error: OnCredentialError | None = None,
+    on_outcome: Callable[[JobOutcome], Awaitable[None] | None] | None = None,
 ) -> BulkRun:
     """Run ``execute_one`` over ``jobs`` with bounded, fair concurrency; see :class:`BulkRun`.
 
@@ -92,6 +93,14 @@ def execute_many(
             end with ``CredentialQuarantinedError``, journaled as not sent). A 401 from the
             Connectivity API itself (a bad API key) stops the run, unless ``stop_when`` is
             given. See ``engine/quarantine.py``.
+        on_outcome: called (sync or async) with each outcome before the consumer gets it;
+            the journal says the job is done only after it returned, so a sink that makes the
+            outcome durable here (writes and flushes a line, commits a row) never loses one
+            the journal calls done, even after SIGKILL. If it raises, the run stops and the
+            error reaches the consumer; that job keeps its intent (a rerun reports it
+            outcome-unknown, never sends it again). A plain ``async for`` gives the same
+            order for what its body does before asking for the next outcome, but a write
+            left in a buffer then is not durable.
         preflight: checks each job before it is queued (``validate=``): a job it refuses
             ends with that error, unsent.
         observer: the client's observer; when it can follow runs (telemetry), the run and
@@ -147,6 +156,7 @@ def execute_many(
         on_skip=on_skip,
         preflight=preflight,
         on_credential_error=on_credential_error,
+        on_outcome=on_outcome,
         observer=next((o for o in members(observer) if isinstance(o, BulkObserver)), None),
     )
     return BulkRun(execute_one, jobs, settings, coordinator)

@@ -44,7 +44,7 @@ from .admission import Admission, locate
 from .coordinator import Coordinator, Verdict
 from .dispatch import Bell, Dispatch
 from .journal import Journal
-from .outcomes import Entry, OutcomeChannel, Tally, journal_state, raised_after_answer
+from .outcomes import Entry, OutcomeChannel, Tally, hand_over, journal_state, raised_after_answer
 from .quarantine import Quarantine
 from .reader import Reader
 from .scheduler import Slot
@@ -245,6 +245,12 @@ class BulkRun(RunViews):
                 if outcome is None:
                     self._flow.t_end = asyncio.get_running_loop().time()
                     break
+                if self._s.on_outcome is not None:
+                    try:
+                        await hand_over(self._s.on_outcome, outcome)
+                    except BaseException:
+                        await self._close(taken=False)  # not done: the sink may not have it
+                        raise
                 yield outcome
         finally:
             # Also reached when the consumer breaks out (the generator is finalised) or is
@@ -460,16 +466,9 @@ class BulkRun(RunViews):
         await self._put(self._entry(slot, None, error, 0.0, journaled))
 
     def _entry(
-        self,
-        slot: Slot,
-        result: Any,
-        error: BaseException | None,
-        elapsed: float,
-        journaled: bool,
-        *,
-        judge: bool = True,
-        answered: int = 0,
-    ) -> Entry:
+        self, slot: Slot, result: Any, error: BaseException | None, elapsed: float,
+        journaled: bool, *, judge: bool = True, answered: int = 0,
+    ) -> Entry:  # fmt: skip
         """Count one finished job and make its outcome (``stop_when`` sees it counted,
         unless ``judge`` is False: a call given up while stopping). ``answered``: the status
         the server answered when ``error`` is not that answer's (the journal follows it)."""

@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from .._core import CallStats
-from ..models.bulk import BulkReport, ExecuteJob
+from ..models.bulk import BulkReport, ExecuteJob, JobOutcome
 
 __all__ = ["ExecuteOne", "Flow", "Grace", "Jobs", "Settings"]
 
@@ -37,6 +37,8 @@ class Settings:
     observer: Any = None
     #: Called once per quarantined credential (``engine/quarantine.py``), or None.
     on_credential_error: Any = None
+    #: Called with each outcome before the consumer gets it, and before it is journaled.
+    on_outcome: Callable[[JobOutcome], Awaitable[None] | None] | None = None
     #: Checks a job before it is queued: None, or the error it ends with unsent (preflight).
     preflight: Callable[[ExecuteJob], Awaitable[BaseException | None]] | None = None
 
