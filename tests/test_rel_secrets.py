@@ -17,6 +17,7 @@ import logging
 import traceback
 import types
 from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
 
 import attrs
 import pytest
@@ -288,16 +289,30 @@ async def test_api_key_not_in_the_locals_of_sdk_frames() -> None:
     _scan(LOCALS, [API_KEY])
 
 
-async def test_api_key_not_reachable_from_the_locals_of_sdk_frames() -> None:
+@pytest.mark.parametrize("observer", ["plain", "observed"])
+async def test_api_key_not_reachable_from_the_locals_of_sdk_frames(observer: str) -> None:
     """Errors raised through the SDK: walking their SDK frames' locals as an error tracker
     serializes them (mappings item by item, sequences, attributes of objects, 6 levels deep)
     reaches no string holding the API key.
 
-    Catches: the key held as a plain str attribute or mapping value reachable from a frame.
+    Catches: the key held as a plain str attribute or mapping value reachable from a frame;
+    observed: OpenTelemetry (which adds ``traceparent`` to each request) or a hook copying the
+    revealed ``authorization`` into the request it stores.
     """
     REACHED.clear()
     fake = FakeAlloy(api_key=API_KEY)
-    async with fake.client(retry=RetryPolicy(max_retries=2, backoff_base=0.01)) as alloy:
+    observed: dict[str, Any] = {}
+    if observer == "observed":
+        from opentelemetry.sdk.trace import TracerProvider
+
+        from alloy_async.observability.otel import OpenTelemetryObserver
+
+        observed = {
+            "telemetry": OpenTelemetryObserver(tracer_provider=TracerProvider()),
+            "event_hooks": {"request": [lambda e: None], "response": [lambda e: None]},
+        }
+    policy = RetryPolicy(max_retries=2, backoff_base=0.01)
+    async with fake.client(retry=policy, **observed) as alloy:
         await _scenario(alloy, fake, [])
     assert len(REACHED) > 1000  # the walk went deep (requests, jobs, errors, settings)
     leaks = sorted({path for path, text in REACHED if API_KEY in text or API_KEY[8:24] in text})
