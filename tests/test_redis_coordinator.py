@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from redis_server import RedisServer, running_redis
 
 from alloy_async.distributed import RedisCoordinator
@@ -92,18 +93,44 @@ async def _until(predicate: Any, what: str, within: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
+async def _until_async(ask: Any, wanted: object, what: str, within: float = 10.0) -> None:
+    """``_until`` for a value that must be awaited (a question to Redis): ``await ask()``
+    until it equals ``wanted``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while (got := await ask()) != wanted:
+        assert loop.time() < deadline, f"timed out waiting for {what} (last: {got!r})"
+        await asyncio.sleep(0.01)
+
+
+async def _subscribers(server: RedisServer, channel: str) -> int:
+    """How many connections Redis itself counts as subscribed to ``channel``."""
+    raw = aioredis.Redis.from_url(server.url)
+    try:
+        ((_, count),) = await raw.pubsub_numsub(channel)
+        return int(count)
+    finally:
+        await raw.aclose()
+
+
 async def test_a_throttle_seen_by_one_coordinator_cools_the_scope_in_the_other(
     redis_server: RedisServer,
 ) -> None:
+    """Catches: a listener that never subscribes to the throttle channel, or ignores it."""
     fake, user, cred = _fake()
     fake.fail("execute", 429, times=1, retry_after="30")
+    channel = "alloy:{cool}:cool"  # the namespace's throttle channel
     async with (
         fake.client(max_retries=0) as alloy,
         RedisCoordinator(redis_server.url, namespace="cool") as one,
         RedisCoordinator(redis_server.url, namespace="cool") as two,
     ):
-        await two.flush()  # connected and listening before the throttle is published
-        await _until(lambda: two._tasks, "the listener")
+        await two.flush()  # connected (its listener task started)
+        # Pub/sub keeps nothing for a late subscriber: publish only once Redis counts both
+        # coordinators' listeners on the channel (a task that exists may not have subscribed).
+        await _until_async(
+            lambda: _subscribers(redis_server, channel), 2, "both listeners subscribed on Redis"
+        )
         bulk = alloy.actions.execute_many(_jobs(cred, user, 1), coordinator=one, max_requeues=0)
         async with bulk:
             outcomes = [o async for o in bulk]
