@@ -306,23 +306,28 @@ async def test_ordered_outcomes_skip_jobs_another_coordinator_has(
 async def test_leases_of_calls_longer_than_the_lease_ttl_are_renewed(
     redis_server: RedisServer,
 ) -> None:
-    """Calls three times longer than ``lease_ttl``: a live holder's renewals keep its slot,
-    so two coordinators never hold more than ``per_user`` between them."""
-    fake, user, cred = _fake(latency=0.6)
+    """Catches: leases not renewed while their calls run (the other coordinator takes the slot).
+
+    Calls three times longer than ``lease_ttl``: a live holder's renewals keep its slot, so
+    two coordinators never hold more than ``per_user`` between them. ``lease_ttl`` is 1 s, so
+    that a loaded machine's scheduling pauses (renewals come every third of it) do not let a
+    live holder's lease lapse."""
+    lease_ttl = 1.0
+    fake, user, cred = _fake(latency=3 * lease_ttl)
     async with (
         fake.client() as alloy,
-        RedisCoordinator(redis_server.url, namespace="renew", lease_ttl=0.2) as one,
-        RedisCoordinator(redis_server.url, namespace="renew", lease_ttl=0.2) as two,
+        RedisCoordinator(redis_server.url, namespace="renew", lease_ttl=lease_ttl) as one,
+        RedisCoordinator(redis_server.url, namespace="renew", lease_ttl=lease_ttl) as two,
     ):
 
         async def run(coord: RedisCoordinator, tag: str) -> int:
             bulk = alloy.actions.execute_many(
-                _jobs(cred, user, 3, tag), per_user=1, coordinator=coord
+                _jobs(cred, user, 1, tag), per_user=1, coordinator=coord
             )
             async with bulk:
                 return sum([o.ok async for o in bulk])
 
-        assert await asyncio.gather(run(one, "a"), run(two, "b")) == [3, 3]
+        assert await asyncio.gather(run(one, "a"), run(two, "b")) == [1, 1]
     assert fake.peak_by_user[user] == 1
 
 
