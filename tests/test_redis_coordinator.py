@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from redis_server import RedisServer, running_redis
 
 from alloy_async.distributed import RedisCoordinator
+from alloy_async.distributed._limits import RedisRate
 from alloy_async.errors import CoordinatorError, InvalidRequestError
 from alloy_async.models import ExecuteJob
 from alloy_async.testing import FakeAlloy
@@ -348,3 +349,29 @@ async def test_a_forget_removes_only_this_runs_own_intent(redis_server: RedisSer
         assert await other.journal.claim("k") is None  # now free, and run-b's
         await mine.journal.aclose()
         await other.journal.aclose()
+
+
+async def test_two_runs_on_one_coordinator_hold_distinct_leases_and_permits(
+    redis_server: RedisServer,
+) -> None:
+    """Catches: lease and permit ids numbered per run, so two runs on one coordinator (a
+    worker's chunks at once) reuse each other's: a second holder of a cap of 1, a permit that
+    overwrites another in the rate window."""
+    async with RedisCoordinator(redis_server.url, namespace="runs") as coord:
+        a, b = (
+            coord.configure(concurrency=2, per_user=1, per_connector=None, rate=None)
+            for _ in range(2)
+        )
+        user = (("user", "u1"),)
+        assert await a.slots.lease(user) is None
+        assert await b.slots.lease(user) == user[0]  # full: a holds the user's one slot
+        a.slots.unlease(user)
+        await coord.flush()
+        assert await b.slots.lease(user) is None
+        # Two runs' budgets on one window (10 permits in 10 s: both granted at once); the
+        # window on Redis must count two permits, not one overwritten by the other.
+        key = "alloy:{runs}:rate"
+        for _ in range(2):
+            await RedisRate(coord._shared, key, 1.0, burst=10).acquire()
+    with redis_server.client() as raw:
+        assert raw.zcard(key) == 2

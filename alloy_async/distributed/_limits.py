@@ -8,7 +8,6 @@ user's calls, a scope's cool-down), and Redis is asked only for what other proce
 from __future__ import annotations
 
 import asyncio
-import itertools
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -41,7 +40,7 @@ class RedisRate:
         self._shared = shared
         self._key = key
         self._lock = asyncio.Lock()
-        self._ids = itertools.count()
+        self._ids = shared.ids  # shared by every run on the coordinator: ids never repeat
         self.acquired = 0
 
     async def acquire(self) -> None:
@@ -102,7 +101,7 @@ class RedisSlots:
         self._held = held  # lease member -> Redis key, shared with the coordinator's renewer
         self._members: dict[tuple[Key, ...], list[str]] = {}
         self._queue_write = queue_write
-        self._ids = itertools.count()
+        self._ids = shared.ids  # shared by every run on the coordinator: ids never repeat
         self.retry_after = min(0.25, lease_ttl / 10)
 
     def keys_for(self, keys: Any) -> tuple[Key, ...]:

@@ -11,6 +11,7 @@ the first attempt, so a retry of one that did run changes nothing.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -119,6 +120,10 @@ class Shared:
         self.op_timeout = op_timeout
         self.unavailable_timeout = unavailable_timeout
         self.id = os.urandom(8).hex()  # this process's name in leases and messages
+        # Numbers the leases and rate permits of every run sharing this client: an id is
+        # "<id>:<n>", and two runs must never reuse one (a lease id already held is granted
+        # again; a permit id already in the window overwrites that permit).
+        self.ids = itertools.count()
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
         self.retries = 0  # calls retried through an outage (statistics)
