@@ -56,6 +56,10 @@ def _lines(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _outcome_unknown(row: dict[str, Any]) -> bool:
+    return not row["ok"] and row["error"]["type"] == "OutcomeUnknownError"
+
+
 def _bulk(url: str, jobs: Path, out: Path, ckpt: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
@@ -97,6 +101,10 @@ def test_sigkill_then_resume_executes_nothing_twice_and_loses_no_outcome(
     kill_points: tuple[float, ...],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """Catches: a kill that finds nothing in flight (before the run starts, after it ends).
+
+    Each kill must leave jobs in flight, which the next run reports outcome-unknown; else
+    the resume had nothing to prove."""
     url, seeded = sandbox
     tag = f"k{len(kill_points)}"
     jobs = tmp_path / "jobs.jsonl"
@@ -113,9 +121,11 @@ def test_sigkill_then_resume_executes_nothing_twice_and_loses_no_outcome(
             }
             f.write(json.dumps(job) + "\n")
     out, ckpt = tmp_path / "out.jsonl", tmp_path / "run.journal"
+    after_kill = []  # outcome lines in --out when each kill landed
     for share in kill_points:
         _kill_when(_bulk(url, jobs, out, ckpt), out, int(N_JOBS * share))
-    killed_lines = len(_lines(out))
+        after_kill.append(len(_lines(out)))
+    killed_lines = after_kill[-1]
     assert killed_lines < N_JOBS, "the run finished before it was killed"
     final = _bulk(url, jobs, out, ckpt)
     assert final.wait(timeout=300) in (0, 1)  # 1: some jobs ended outcome-unknown
@@ -128,7 +138,15 @@ def test_sigkill_then_resume_executes_nothing_twice_and_loses_no_outcome(
     assert set(per_key) == {f"{tag}-{n}" for n in range(N_JOBS)}, "a job has no outcome line"
     doubled = sorted(k for k, n in per_key.items() if n > 1)
     assert not doubled, f"keys with two outcome lines: {doubled[:10]}"
-    unknown = [r for r in rows if not r["ok"] and r["error"]["type"] == "OutcomeUnknownError"]
+    unknown = [r for r in rows if _outcome_unknown(r)]
+    # Jobs were in flight at every kill: the run after it (its lines start where the killed
+    # one's stop) reports them outcome-unknown. A run killed idle leaves none.
+    for i, start in enumerate(after_kill):
+        end = after_kill[i + 1] if i + 1 < len(after_kill) else len(rows)
+        assert any(_outcome_unknown(r) for r in rows[start:end]), (
+            f"no outcome-unknown line from the run after kill {i + 1}: nothing was in flight "
+            f"at that kill, or that run was itself killed before it started"
+        )
     # What the server did not execute was either never sent or refused: never a lost success.
     for r in rows:
         if r["ok"]:

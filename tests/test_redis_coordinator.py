@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from redis_server import RedisServer, running_redis
 
 from alloy_async.distributed import RedisCoordinator
+from alloy_async.distributed._limits import RedisRate
 from alloy_async.errors import CoordinatorError, InvalidRequestError
 from alloy_async.models import ExecuteJob
 from alloy_async.testing import FakeAlloy
@@ -92,18 +94,44 @@ async def _until(predicate: Any, what: str, within: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
+async def _until_async(ask: Any, wanted: object, what: str, within: float = 10.0) -> None:
+    """``_until`` for a value that must be awaited (a question to Redis): ``await ask()``
+    until it equals ``wanted``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while (got := await ask()) != wanted:
+        assert loop.time() < deadline, f"timed out waiting for {what} (last: {got!r})"
+        await asyncio.sleep(0.01)
+
+
+async def _subscribers(server: RedisServer, channel: str) -> int:
+    """How many connections Redis itself counts as subscribed to ``channel``."""
+    raw = aioredis.Redis.from_url(server.url)
+    try:
+        ((_, count),) = await raw.pubsub_numsub(channel)
+        return int(count)
+    finally:
+        await raw.aclose()
+
+
 async def test_a_throttle_seen_by_one_coordinator_cools_the_scope_in_the_other(
     redis_server: RedisServer,
 ) -> None:
+    """Catches: a listener that never subscribes to the throttle channel, or ignores it."""
     fake, user, cred = _fake()
     fake.fail("execute", 429, times=1, retry_after="30")
+    channel = "alloy:{cool}:cool"  # the namespace's throttle channel
     async with (
         fake.client(max_retries=0) as alloy,
         RedisCoordinator(redis_server.url, namespace="cool") as one,
         RedisCoordinator(redis_server.url, namespace="cool") as two,
     ):
-        await two.flush()  # connected and listening before the throttle is published
-        await _until(lambda: two._tasks, "the listener")
+        await two.flush()  # connected (its listener task started)
+        # Pub/sub keeps nothing for a late subscriber: publish only once Redis counts both
+        # coordinators' listeners on the channel (a task that exists may not have subscribed).
+        await _until_async(
+            lambda: _subscribers(redis_server, channel), 2, "both listeners subscribed on Redis"
+        )
         bulk = alloy.actions.execute_many(_jobs(cred, user, 1), coordinator=one, max_requeues=0)
         async with bulk:
             outcomes = [o async for o in bulk]
@@ -279,23 +307,28 @@ async def test_ordered_outcomes_skip_jobs_another_coordinator_has(
 async def test_leases_of_calls_longer_than_the_lease_ttl_are_renewed(
     redis_server: RedisServer,
 ) -> None:
-    """Calls three times longer than ``lease_ttl``: a live holder's renewals keep its slot,
-    so two coordinators never hold more than ``per_user`` between them."""
-    fake, user, cred = _fake(latency=0.6)
+    """Catches: leases not renewed while their calls run (the other coordinator takes the slot).
+
+    Calls three times longer than ``lease_ttl``: a live holder's renewals keep its slot, so
+    two coordinators never hold more than ``per_user`` between them. ``lease_ttl`` is 1 s, so
+    that a loaded machine's scheduling pauses (renewals come every third of it) do not let a
+    live holder's lease lapse."""
+    lease_ttl = 1.0
+    fake, user, cred = _fake(latency=3 * lease_ttl)
     async with (
         fake.client() as alloy,
-        RedisCoordinator(redis_server.url, namespace="renew", lease_ttl=0.2) as one,
-        RedisCoordinator(redis_server.url, namespace="renew", lease_ttl=0.2) as two,
+        RedisCoordinator(redis_server.url, namespace="renew", lease_ttl=lease_ttl) as one,
+        RedisCoordinator(redis_server.url, namespace="renew", lease_ttl=lease_ttl) as two,
     ):
 
         async def run(coord: RedisCoordinator, tag: str) -> int:
             bulk = alloy.actions.execute_many(
-                _jobs(cred, user, 3, tag), per_user=1, coordinator=coord
+                _jobs(cred, user, 1, tag), per_user=1, coordinator=coord
             )
             async with bulk:
                 return sum([o.ok async for o in bulk])
 
-        assert await asyncio.gather(run(one, "a"), run(two, "b")) == [3, 3]
+        assert await asyncio.gather(run(one, "a"), run(two, "b")) == [1, 1]
     assert fake.peak_by_user[user] == 1
 
 
@@ -316,3 +349,29 @@ async def test_a_forget_removes_only_this_runs_own_intent(redis_server: RedisSer
         assert await other.journal.claim("k") is None  # now free, and run-b's
         await mine.journal.aclose()
         await other.journal.aclose()
+
+
+async def test_two_runs_on_one_coordinator_hold_distinct_leases_and_permits(
+    redis_server: RedisServer,
+) -> None:
+    """Catches: lease and permit ids numbered per run, so two runs on one coordinator (a
+    worker's chunks at once) reuse each other's: a second holder of a cap of 1, a permit that
+    overwrites another in the rate window."""
+    async with RedisCoordinator(redis_server.url, namespace="runs") as coord:
+        a, b = (
+            coord.configure(concurrency=2, per_user=1, per_connector=None, rate=None)
+            for _ in range(2)
+        )
+        user = (("user", "u1"),)
+        assert await a.slots.lease(user) is None
+        assert await b.slots.lease(user) == user[0]  # full: a holds the user's one slot
+        a.slots.unlease(user)
+        await coord.flush()
+        assert await b.slots.lease(user) is None
+        # Two runs' budgets on one window (10 permits in 10 s: both granted at once); the
+        # window on Redis must count two permits, not one overwritten by the other.
+        key = "alloy:{runs}:rate"
+        for _ in range(2):
+            await RedisRate(coord._shared, key, 1.0, burst=10).acquire()
+    with redis_server.client() as raw:
+        assert raw.zcard(key) == 2

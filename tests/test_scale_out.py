@@ -61,9 +61,12 @@ def _write_jobs(box: Sandbox, path: Path, n: int, tag: str) -> list[str]:
 
 def _start(
     redis: RedisServer, box: Sandbox, jobs: Path, ns: str, rate: float, per_user: int,
-    out: Path, lease_ttl: float = 10.0,
+    out: Path, lease_ttl: float = 10.0, start_key: str | None = None,
 ) -> subprocess.Popen[bytes]:  # fmt: skip
+    """One plain_worker.py; with ``start_key`` it waits for :func:`_go` before sending."""
     args = [redis.url, box.url, str(jobs), ns, str(rate), str(per_user), str(lease_ttl)]
+    if start_key is not None:
+        args.append(start_key)
     with out.open("ab") as sink:
         return subprocess.Popen(
             [sys.executable, str(WORKER), *args],
@@ -86,6 +89,19 @@ def _rows(path: Path) -> list[dict[str, Any]]:
 def _executed(url: str, tag: str) -> list[dict[str, Any]]:
     done = _get(url, "/_sandbox/executions")
     return [e for e in done if str(e["request_body"]["subject"]).startswith(f"{tag}-")]
+
+
+def _go(redis: RedisServer, start_key: str, procs: list[subprocess.Popen[bytes]]) -> None:
+    """The start barrier: once every process has said it is ready (imports done, client and
+    coordinator open), let them all send at once, so their runs overlap whatever the
+    start-up of each took."""
+    with redis.client() as raw:
+        deadline = time.monotonic() + 120  # generous: Python start-ups on a loaded machine
+        while int(raw.get(f"{start_key}:ready") or 0) < len(procs):
+            assert all(p.poll() is None for p in procs), "a worker exited before the start"
+            assert time.monotonic() < deadline, "the workers never got ready"
+            time.sleep(0.01)  # polling a counter other processes write: no event to wait on
+        raw.rpush(f"{start_key}:go", *["go"] * len(procs))
 
 
 def _wait(procs: list[subprocess.Popen[bytes]], timeout: float = 120) -> None:
@@ -119,8 +135,8 @@ def _race(
     *,
     split: bool = False,
 ) -> tuple[list[str], list[dict[str, Any]]]:
-    """Three processes on the same ``n`` jobs (``split``: a third each); returns the keys and
-    the server's record."""
+    """Three processes on the same ``n`` jobs (``split``: a third each), started together
+    (a barrier on Redis); returns the keys and the server's record."""
     jobs = tmp / f"{tag}.jsonl"
     keys = _write_jobs(box, jobs, n, tag)
     files = [jobs] * 3
@@ -130,10 +146,18 @@ def _race(
         for i, path in enumerate(files):
             path.write_text("".join(lines[i::3]))
     outs = [tmp / f"{tag}-out{i}.jsonl" for i in range(3)]
+    start_key = f"start:{tag}"
     procs = [
-        _start(redis, box, path, tag, rate, per_user, out)
+        _start(redis, box, path, tag, rate, per_user, out, start_key=start_key)
         for path, out in zip(files, outs, strict=True)
     ]
+    try:
+        _go(redis, start_key, procs)
+    except BaseException:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+        raise
     _wait(procs)
     executed = _executed(box.url, tag)
     per_key = Counter(e["request_body"]["subject"] for e in executed)
@@ -146,9 +170,11 @@ def _race(
 
 
 def test_three_processes_share_one_rate(redis_server: RedisServer, tmp_path: Path) -> None:
-    """Three processes, a third of the jobs each (32 calls in flight each, 20 ms latency: each
-    alone could send 1,600/s): the server never executes more than ``rate`` in any second,
-    not 3 x rate, and the shared budget is used, not wasted."""
+    """Catches: each process keeping its own rate budget (3 x rate in all), not the shared one.
+
+    Three processes, a third of the jobs each (32 calls in flight each, 20 ms latency: each
+    alone could send 1,600/s), started together: the server never executes more than
+    ``rate`` in any second, not 3 x rate, and the shared budget is used, not wasted."""
     rate = 80.0
     with running_sandbox(latency="20ms", users=4) as box:
         _, executed = _race(redis_server, box, tmp_path, "rate", rate, per_user=32, split=True)
@@ -161,8 +187,12 @@ def test_three_processes_share_one_rate(redis_server: RedisServer, tmp_path: Pat
 
 
 def test_three_processes_share_one_per_user_cap(redis_server: RedisServer, tmp_path: Path) -> None:
-    """With 200 ms calls and 4 users, three processes of 32 calls each would hold 24 calls
-    per user; the shared cap holds them to 2 per user across all (the server's peak)."""
+    """Catches: each process keeping its own per-user cap (3 x per_user at once) instead of
+    the shared one.
+
+    With 200 ms calls and 4 users, three processes of 32 calls each, started together, would
+    hold 24 calls per user; the shared cap holds them to 2 per user across all (the server's
+    peak)."""
     with running_sandbox(latency="200ms", users=4) as box:
         _race(redis_server, box, tmp_path, "cap", rate=1000.0, per_user=2, n=160, split=True)
         stats = _get(box.url, "/_sandbox/stats")
