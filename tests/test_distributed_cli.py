@@ -445,8 +445,10 @@ def test_unreachable_redis_is_one_clear_error(tmp_path: Path) -> None:
             env=ENV,
             timeout=60,
         )  # fmt: skip
-    assert done.returncode == 1, done.stderr
-    assert "CoordinatorError" in done.stderr and "Traceback" not in done.stderr
+    # A Redis unusable at the start is a bad option: exit 2 (issue 22, item 8)
+    assert done.returncode == 2, done.stderr
+    assert "--redis" in done.stderr and "cannot be used" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     assert "hunter2" not in done.stderr
 
 
