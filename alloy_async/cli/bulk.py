@@ -127,7 +127,8 @@ def bulk(
     Exit codes:
       0    every job succeeded
       1    a bad line, a duplicate, a failed or outcome-unknown job, or an error
-      2    bad options or files, or the --checkpoint is in use by another run
+      2    bad options or files, the --checkpoint in use by another run, or a --redis
+           that cannot be used at start
       130  stopped by SIGINT (128 + 2)
       143  stopped by SIGTERM (128 + 15)
     """

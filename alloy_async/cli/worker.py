@@ -75,8 +75,8 @@ def worker(
     \b
     Exit codes:
       0    stopped by a signal after every chunk it started finished
-      1    an error (Redis unreachable at start)
-      2    bad options
+      1    an error (Redis lost for longer than the outage limit)
+      2    bad options, or a --redis that cannot be used at start (down, wrong password)
       130  SIGINT, 143 SIGTERM: chunks were given up on (128 + the signal)
     """
     if concurrency < 1:
