@@ -15,7 +15,7 @@ import contextlib
 import inspect
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import aiohttp
@@ -23,6 +23,7 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestServer
+from bounds import within
 
 from alloy_async import (
     AlloyClient,
@@ -43,17 +44,6 @@ SLACK = 30.0
 HOLD = 2 * SLACK
 
 T = TypeVar("T")
-
-
-async def within(limit: float, what: str, aw: Awaitable[T]) -> T:
-    """``aw``'s result, or a test failure (never a hang) if it still runs after ``limit`` s."""
-    task = asyncio.ensure_future(aw)
-    done, _ = await asyncio.wait({task}, timeout=limit)
-    if not done:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        pytest.fail(f"{what}: still running after {limit:g} s")
-    return task.result()
 
 
 class Server:

@@ -11,12 +11,13 @@ import gzip
 import math
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import RawTestServer
+from bounds import within
 
 from alloy_async import (
     AlloyClient,
@@ -35,19 +36,6 @@ CHUNK = b"x" * 65536
 #: deadline not enforced: the stuck server never answers) gets anywhere near it, so a slow,
 #: busy machine never does; the timing of a correct call is not judged.
 SLACK = 30.0
-
-T = TypeVar("T")
-
-
-async def within(limit: float, what: str, aw: Awaitable[T]) -> T:
-    """``aw``'s result, or a test failure (never a hang) if it still runs after ``limit`` s."""
-    task = asyncio.ensure_future(aw)
-    done, _ = await asyncio.wait({task}, timeout=limit)
-    if not done:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        pytest.fail(f"{what}: still running after {limit:g} s")
-    return task.result()
 
 
 class Server:

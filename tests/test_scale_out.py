@@ -19,6 +19,7 @@ from typing import Any
 from urllib.request import urlopen
 
 import pytest
+from bounds import max_in_window
 from redis_server import RedisServer, running_redis
 from test_cli_bulk import ENV, Sandbox, running_sandbox
 
@@ -114,16 +115,6 @@ def _wait(procs: list[subprocess.Popen[bytes]], timeout: float = 120) -> None:
                 proc.wait()
 
 
-def _max_in_window(times: list[float], window: float) -> int:
-    times = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while t - times[lo] >= window:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
-
-
 def _race(
     redis: RedisServer,
     box: Sandbox,
@@ -182,8 +173,8 @@ def test_three_processes_share_one_rate(redis_server: RedisServer, tmp_path: Pat
     # permits in any second; requests reach the server a few milliseconds after their
     # permits, which may move one more burst into a window.
     burst = 8
-    assert _max_in_window([e["at"] for e in executed], 1.0) <= rate + 2 * burst
-    assert _max_in_window([e["at"] for e in executed], 1.0) >= rate - 2 * burst
+    assert max_in_window([e["at"] for e in executed], 1.0) <= rate + 2 * burst
+    assert max_in_window([e["at"] for e in executed], 1.0) >= rate - 2 * burst
 
 
 def test_three_processes_share_one_per_user_cap(redis_server: RedisServer, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from bounds import max_in_window
 from redis_server import RedisServer, running_redis
 
 from alloy_async import AlloyClient
@@ -99,16 +100,6 @@ async def test_two_runs_on_one_coordinator_share_its_per_user_cap(
     assert len(executions) == 80
 
 
-def _max_in_window(times: list[float], window: float) -> int:
-    times = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while t - times[lo] >= window:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
-
-
 @pytest.mark.parametrize("runs", [2, 4])
 async def test_runs_on_one_coordinator_share_its_rate(redis_server: RedisServer, runs: int) -> None:
     """``rate=50`` shared by 2 and 4 runs on one coordinator: at most rate + a burst of
@@ -122,7 +113,7 @@ async def test_runs_on_one_coordinator_share_its_rate(redis_server: RedisServer,
         redis_server, fake, runs, 200 // runs, rate=rate, per_user=32
     )
     times = sorted(e["at"] for e in executions)
-    peak = _max_in_window(times, 1.0)
+    peak = max_in_window(times, 1.0)
     assert peak <= rate + burst, peak
     # The whole run, too: n permits take at least (n - burst) / rate seconds; every permit
     # lost to a collision shortens it (a surer sign than one second's peak). One burst more
