@@ -32,9 +32,9 @@ class CallStats:
 
     attempts: int = 0
     throttled: float = 0.0
-    #: The status of the last answer the server gave (0: none, or the last attempt got none):
-    #: what the server did, whatever a hook raised after it.
-    answered: int = 0
+    #: The status of the server's answer after which an event hook raised (0: none did), so
+    #: the job is judged by what the server did, whatever the hook raised.
+    hook_raised_after: int = 0
 
 
 #: 5xx answers that say the request was not handled: 503, and a CDN that could not reach the
@@ -43,8 +43,9 @@ _NOT_HANDLED_5XX = frozenset({503, 521, 522, 523})
 
 
 def not_handled(status: int) -> bool:
-    """The server said it did not act on the request (429, or a 5xx of ``_NOT_HANDLED_5XX``)."""
-    return status == 429 or status in _NOT_HANDLED_5XX
+    """The server said it did not act on the request: 429 or 503, the answers after which a
+    POST may be sent again (a CDN's 521-523 count as "may have acted" for a POST)."""
+    return status == 429 or status == 503
 
 
 @attrs.define(slots=True)
@@ -62,6 +63,8 @@ class _Call:
     maybe_acted: bool = False
     #: Set when the client has an observer (event hooks, telemetry): what it follows.
     info: CallInfo | None = None
+    #: The status of the last attempt's answer (0: it got none), for the hooks that follow.
+    last_status: int = 0
 
     @property
     def attempts(self) -> int:

@@ -26,6 +26,7 @@ from ._call import (
     _log_extra,
     _Retry,
     _retry_delay,
+    not_handled,
 )
 from ._env import configure_logging_from_env, logger, user_agent
 from ._http import IDEMPOTENT_METHODS, Headers, Request, Response, Secret, bind_loop
@@ -195,8 +196,6 @@ class Requester:
                 call = self._call(request, idempotent, scope, stats, None, attempts=1)
                 step: BaseException = self._failed(call, exc, 0.0)
             else:
-                if stats is not None:
-                    stats.answered = response.status
                 if response.status < 300:
                     return response
                 call = self._call(request, idempotent, scope, stats, None, attempts=1)
@@ -292,13 +291,13 @@ class Requester:
                     raise self._deadline_error(call, sent=False)
                 response = await self._send_within(call, remaining, request)
         except (APIConnectionError, APITimeoutError) as exc:
-            call.stats.answered = 0
+            call.last_status = 0
             elapsed = loop.time() - started if timed else 0.0
             if info is not None and observer is not None:
                 observer.attempt_failed(info, exc, elapsed)
             failed: BaseException | None = self._failed(call, exc, elapsed)
         else:
-            call.stats.answered = response.status  # before any hook: what the server did
+            call.last_status = response.status  # before any hook: what the server did
             failed = None
         if failed is not None:
             if isinstance(failed, _Retry) and info is not None and observer is not None:
@@ -410,26 +409,27 @@ class Requester:
 
     async def _hook(self, call: _Call, hooks: Awaitable[T]) -> T:
         """The event hooks of one step, within the call's deadline (it bounds the whole call,
-        hooks included); past it, the deadline's error, saying what the server answered."""
-        if call.deadline_at is None:
-            return await hooks
+        hooks included); past it, the deadline's error, saying what the server answered. A
+        hook that raises after an answer is noted in the call's stats (the engine then judges
+        the job by the answer, never by what the hook raised)."""
         timeout = asyncio.timeout_at(call.deadline_at)
         try:
             async with timeout:
                 return await hooks
-        except TimeoutError:
-            if not timeout.expired():
-                raise  # a hook's own TimeoutError
-            answered, r = call.stats.answered, call.request
-            if not answered:
-                raise self._deadline_error(call, sent=call.maybe_acted) from None
-            raise APITimeoutError(
-                f"deadline of {call.policy.deadline:g} s ran out in an event hook, after the "
-                f"server answered {answered}",
-                method=r.method,
-                path=r.path,
-                sent=True,
-            ) from None
+        except Exception as exc:
+            answered = call.stats.hook_raised_after = call.last_status
+            if not (isinstance(exc, TimeoutError) and timeout.expired()):
+                raise  # the hook's own exception (a TimeoutError of its own included)
+        if not answered:
+            raise self._deadline_error(call, sent=call.maybe_acted) from None
+        r = call.request
+        raise APITimeoutError(
+            f"deadline of {call.policy.deadline:g} s ran out in an event hook, after the server "
+            f"answered {answered}",
+            method=r.method,
+            path=r.path,
+            sent=call.maybe_acted or not not_handled(answered),
+        ) from None
 
     def _deadline_error(self, call: _Call, *, sent: bool) -> AlloyError:
         r = call.request

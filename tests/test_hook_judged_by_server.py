@@ -22,8 +22,10 @@ from alloy_async.errors import (
     APIConnectionError,
     AuthenticationError,
     RateLimitError,
+    ResponseTooLargeError,
     ServerError,
 )
+from alloy_async.journal import read_journal
 from alloy_async.models import ExecuteJob, JobOutcome
 from alloy_async.sandbox import SandboxServer
 from alloy_async.testing import FakeAlloy
@@ -84,3 +86,63 @@ async def test_a_response_hook_raising_after_a_200_never_sends_the_job_again(
     for outcome in outcomes:
         assert not outcome.ok and type(outcome.error) is type(RAISES[raised]())
         assert "answered 200" in " ".join(getattr(outcome.error, "__notes__", []))
+
+
+class _ActsThenFails:
+    """A transport over the fake: the server acts on an execute, then the transport raises
+    an error of its own (the answer was too large to read), as AiohttpTransport does."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def send(self, request: Any) -> Any:
+        response = await self.inner.send(request)
+        if request.path.endswith("/execute") and response.status == 200:
+            raise ResponseTooLargeError("the answer is over max_response_bytes")
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("first", [503, 429])
+async def test_an_error_after_a_retry_is_judged_by_that_attempt_not_the_one_before(
+    first: int, tmp_path: Path
+) -> None:
+    """Attempt 1 answers 503 (or 429); attempt 2 acts, then the transport fails reading the
+    answer. With hooks on, the job was judged by attempt 1's "did not act" and the rerun sent
+    it again. Catches: an answer's status kept past the attempt it belongs to."""
+    fake = FakeAlloy()
+    jobs = _jobs(fake, 1)
+    fake.fail("execute", first, retry_after="0")
+    checkpoint = tmp_path / "wal.db"
+    hooks = {"response": [lambda event: None]}  # the observed path, where hooks run
+    for transport in (_ActsThenFails(fake.transport()), fake.transport()):
+        async with fake.client(transport=transport, event_hooks=hooks, telemetry=False) as alloy:
+            run = alloy.actions.execute_many(jobs, checkpoint=checkpoint)
+            async with run:
+                _ = [o async for o in run]
+    assert len(fake.executions) == 1  # the server's record: never twice
+
+
+@pytest.mark.parametrize("status", [521, 522, 523])
+async def test_a_hook_raising_after_a_cdn_5xx_leaves_the_post_unsent_again(
+    status: int, tmp_path: Path
+) -> None:
+    """A response hook raising on any non-2xx (raise-for-status) after a CDN 52x: a POST may
+    have acted, so the job is journaled as failed, not "not acted on". Catches: two rules for
+    "did not act" (the hook's judgement forgetting the intent where the engine keeps it)."""
+    fake = FakeAlloy()
+    jobs = _jobs(fake, 1)
+    checkpoint = tmp_path / "wal.db"
+
+    def raise_for_status(event: Any) -> None:
+        if event.status >= 400:
+            raise RuntimeError(f"HTTP {event.status}")
+
+    fake.fail("execute", status)
+    async with fake.client(event_hooks={"response": [raise_for_status]}, telemetry=False) as a:
+        run = a.actions.execute_many(jobs, checkpoint=checkpoint)
+        async with run:
+            _ = [o async for o in run]
+    assert dict(read_journal(checkpoint)) == {"k0": "failed"}

@@ -10,11 +10,13 @@ is the server's record.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from bounds import within
 
 from alloy_async.errors import OutcomeUnknownError
 from alloy_async.journal import SqliteJournal, read_journal
@@ -112,3 +114,45 @@ async def test_a_sink_that_raises_stops_the_run_and_its_job_is_never_sent_again(
     ran = Counter(e.request_body["text"] for e in fake.executions)
     assert max(ran.values()) == 1 and set(ran) == {j.key for j in jobs}  # none twice
     assert isinstance(again["k5"].error, OutcomeUnknownError)  # reported, not sent again
+
+
+@pytest.mark.parametrize("how", ["raise", "aclose"])
+async def test_outcomes_the_sink_never_had_are_not_journaled_as_done(
+    how: str, tmp_path: Path
+) -> None:
+    """The sink fails on its 2nd outcome while more wait in the channel, or the run is closed
+    from another task while the sink works: only what the sink returned from is journaled as
+    succeeded; the rest keep their intents or are outcome-unknown (a rerun reports them,
+    never sends them). Catches: a close that journals as done the outcome the sink is still
+    writing, or the ones it never saw."""
+    fake = FakeAlloy(latency=0.001)
+    jobs = _setup(fake, 30)
+    checkpoint = tmp_path / "wal.db"
+    sunk: list[str] = []
+    started = asyncio.Event()
+    never = asyncio.Event()
+
+    async def sink(outcome: JobOutcome) -> None:
+        if len(sunk) == 1:
+            if how == "raise":
+                raise OSError("disk full")
+            started.set()
+            await never.wait()  # a slow commit, interrupted by the close
+        sunk.append(outcome.job.key or "")
+
+    async with fake.client() as alloy:
+        run = alloy.actions.execute_many(
+            jobs, concurrency=8, checkpoint=checkpoint, on_outcome=sink
+        )
+        if how == "raise":
+            with pytest.raises(OSError, match="disk full"):
+                await _drain(run)
+        else:
+            consumer = asyncio.create_task(_drain(run))
+            await started.wait()
+            await run.aclose()  # while the sink is still at work on its 2nd outcome
+            never.set()  # then the sink finishes: its outcome was not done when the run closed
+            await within(30, "the consumer after aclose()", consumer)
+    states = dict(read_journal(checkpoint))
+    done = {k for k, state in states.items() if state in ("succeeded", "failed")}
+    assert done <= set(sunk), (how, {k: states[k] for k in sorted(done - set(sunk))})

@@ -25,7 +25,6 @@ from ..errors import (
     OutcomeUnknownError,
     UnusableSchemaError,
 )
-from ..errors import RateLimitError as _RateLimitError
 from ..models.bulk import BulkReport, JobOutcome
 from .dispatch import Bell
 from .journal import State
@@ -62,13 +61,12 @@ async def hand_over(sink: Callable[[JobOutcome], Any], outcome: JobOutcome) -> N
 
 
 def raised_after_answer(error: BaseException, answered: int) -> int:
-    """``answered`` (the status of the server's last answer, 0 for none) when ``error`` is
-    not that answer's own error, so something raised it after the answer (a hook): the job
-    is then judged by the answer, and ``error`` gets a note saying so; else 0."""
-    if not answered or (isinstance(error, APIStatusError) and error.status == answered):
-        return 0
-    what = "it did not act" if not_handled(answered) else "the action ran and is not sent again"
-    error.add_note(f"raised after the server answered {answered}: {what}")
+    """``answered`` (``CallStats.hook_raised_after``: the server's answer after which an
+    event hook raised ``error``, 0 for none): the job is then judged by the answer, and
+    ``error`` gets a note saying so."""
+    if answered:
+        what = "it did not act" if not_handled(answered) else "the action ran; not sent again"
+        error.add_note(f"raised by an event hook after the server answered {answered}: {what}")
     return answered
 
 
@@ -86,7 +84,7 @@ def journal_state(error: BaseException | None, answered: int = 0) -> State | Non
         return None  # the third party refused the credential: nothing ran; after the user
         # reconnects, a rerun sends it with the jobs the quarantine held back
     if isinstance(error, APIStatusError):
-        if isinstance(error, _RateLimitError) or error.status == 503:
+        if not_handled(error.status):  # 429 or 503
             return None
         return "failed"
     if isinstance(error, APITimeoutError):

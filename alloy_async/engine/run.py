@@ -117,9 +117,8 @@ class BulkRun(RunViews):
         """
         check_number("grace", grace, low=0, optional=True)
         self._stop(reason)
-        if grace is None or not self._flow.started:
-            return
-        self._grace.within(grace)
+        if grace is not None and self._flow.started:
+            self._grace.within(grace)
 
     def _stop(self, reason: str) -> None:
         if not self._flow.stopping:
@@ -207,11 +206,13 @@ class BulkRun(RunViews):
             if out is not None:
                 # What the consumer did not take is journaled as it ended (a failed journal
                 # keeps the intents: a rerun reports them outcome-unknown, never sends them).
+                # With on_outcome only what the sink took is done; the rest keep their intents.
                 with contextlib.suppress(JournalError):
-                    if taken:
+                    if taken and not flow.sinking:
                         out.ack()
                     for entry in out.pending():
-                        self._admission.taken(entry[2], entry[3])
+                        if self._s.on_outcome is None or entry[3] is None:
+                            self._admission.taken(entry[2], entry[3])
                 out.close()  # a consumer waiting in `async for` (another task) must learn of it
             self._d.cancel_timers()
             self._grace.cancel()
@@ -233,7 +234,8 @@ class BulkRun(RunViews):
 
     async def __aiter__(self) -> AsyncIterator[JobOutcome]:
         """Yield outcomes as jobs finish (or in input order with ``ordered=True``)."""
-        if self._flow.closed:
+        flow = self._flow  # (read again below: another task may close the run meanwhile)
+        if flow.closed:
             return
         try:
             await self._start()
@@ -246,11 +248,16 @@ class BulkRun(RunViews):
                     self._flow.t_end = asyncio.get_running_loop().time()
                     break
                 if self._s.on_outcome is not None:
+                    flow.sinking = True
                     try:
                         await hand_over(self._s.on_outcome, outcome)
-                    except BaseException:
+                    except BaseException as exc:
+                        self._stop(f"on_outcome raised {type(exc).__name__}")
                         await self._close(taken=False)  # not done: the sink may not have it
                         raise
+                    flow.sinking = False
+                    if self._flow.closed:  # closed from another task while the sink worked
+                        break
                 yield outcome
         finally:
             # Also reached when the consumer breaks out (the generator is finalised) or is
@@ -293,7 +300,7 @@ class BulkRun(RunViews):
                         await self._call(slot, stats, loop, task)
                         stats.attempts = 0
                         stats.throttled = 0.0
-                        stats.answered = 0
+                        stats.hook_raised_after = 0
                 finally:
                     flow.in_flight -= 1
         except Exception as exc:  # a bug in stop_when or scope: end the run, raise it after
@@ -394,7 +401,7 @@ class BulkRun(RunViews):
         slot.attempts += stats.attempts or 1
         slot.throttled += stats.throttled
         # Set when the error is not the server's answer (a hook raised it after the answer).
-        answered = raised_after_answer(error, stats.answered) if error is not None else 0
+        answered = raised_after_answer(error, stats.hook_raised_after) if error else 0
         if isinstance(error, RateLimitError) and not answered and self._c.cooldown is not None:
             self._c.cooldown.on_throttle(slot.scope, error.retry_after)
             if slot.requeues < self._s.max_requeues and not self._flow.stopping:
@@ -457,9 +464,8 @@ class BulkRun(RunViews):
         await self._decided(slot, refused)
 
     async def _decided(self, slot: Slot, error: BaseException) -> None:
-        """``slot`` ends unsent with ``error``: journaled only when the journal keeps such a
-        failure (an invalid job); one that proves nothing ran (a schema that could not be
-        fetched, a quarantined credential) is not, so a rerun sends it."""
+        """``slot`` ends unsent with ``error``: journaled only for a failure the journal keeps
+        (an invalid job), not one that proves nothing ran (no schema, a quarantined credential)."""
         journaled = journal_state(error) is not None
         if not journaled and slot.key is not None:
             self._admission.claimed.discard(slot.key)

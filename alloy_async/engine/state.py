@@ -57,6 +57,8 @@ class Flow:
     stopping: bool = False
     giving_up: bool = False
     closed: bool = False
+    #: ``on_outcome`` is running: its outcome is not done until it returns.
+    sinking: bool = False
     t0: float | None = None
     t_end: float | None = None
 
