@@ -198,7 +198,7 @@ def test_only_observability_imports_opentelemetry() -> None:
 # _call is _core's call bookkeeping; retry (RetryPolicy) and observability (hooks, telemetry)
 # are what _core drives, so they sit under it, beside _wire; validation checks action inputs
 # over models; journal.py and bulk.py re-export engine/; the leaf helpers import only errors.
-_LEAVES = {"errors", "_version", "_coerce", "_checks", "_env"}
+_LEAVES = {"errors", "_version", "_coerce", "_checks", "_env", "_aio"}
 _VALUES = _LEAVES | {"_http", "models", "_shapes", "_convert", "validation"}
 _UNDER_CORE = _VALUES | {"_wire", "transports", "retry", "observability"}
 _CORE = _UNDER_CORE | {"_core", "_call"}
@@ -211,6 +211,7 @@ _MAY_IMPORT: dict[str, set[str]] = {
     "_coerce": set(),
     "_checks": {"errors"},
     "_env": {"_version"},
+    "_aio": set(),
     "_http": _LEAVES,
     # The diagram draws transports/ under _http.py, but the Transport protocol is defined over
     # _http's Request and Response: transports import those values (and nothing else).

@@ -9,7 +9,6 @@ says the job is done. :class:`OutcomeChannel` keeps that order, the input order 
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -34,7 +33,6 @@ __all__ = [
     "Entry",
     "OutcomeChannel",
     "Tally",
-    "hand_over",
     "journal_state",
     "kind_of",
     "raised_after_answer",
@@ -51,13 +49,6 @@ def kind_of(error: BaseException | None) -> State:
     if isinstance(error, OutcomeUnknownError):
         return "outcome_unknown"
     return "failed"
-
-
-async def hand_over(sink: Callable[[JobOutcome], Any], outcome: JobOutcome) -> None:
-    """Give ``outcome`` to ``on_outcome`` (sync or async) and wait until it is done with it."""
-    done = sink(outcome)
-    if inspect.isawaitable(done):
-        await done
 
 
 def raised_after_answer(error: BaseException, answered: int) -> int:

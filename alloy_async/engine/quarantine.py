@@ -14,10 +14,10 @@ caller passed their own ``stop_when`` (then it is theirs to decide).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Literal
 
+from .._aio import call_back
 from ..errors import APIStatusError, CredentialQuarantinedError
 from ..models.bulk import ExecuteJob
 
@@ -83,6 +83,4 @@ class Quarantine:
         """Tell the app (once per credential) so it can ask the user to reconnect; what the
         callback raises ends the run and is raised to the consumer."""
         assert self._callback is not None
-        result: Any = self._callback(job.user_id, job.credential_id, error)
-        if inspect.isawaitable(result):
-            await result
+        await call_back(self._callback, job.user_id, job.credential_id, error)

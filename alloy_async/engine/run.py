@@ -30,6 +30,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+from .._aio import call_back
 from .._checks import check_number
 from .._core import CallStats
 from ..errors import (
@@ -44,7 +45,7 @@ from .admission import Admission, locate
 from .coordinator import Coordinator, Verdict
 from .dispatch import Bell, Dispatch
 from .journal import Journal
-from .outcomes import Entry, OutcomeChannel, Tally, hand_over, journal_state, raised_after_answer
+from .outcomes import Entry, OutcomeChannel, Tally, journal_state, raised_after_answer
 from .quarantine import Quarantine
 from .reader import Reader
 from .scheduler import Slot
@@ -92,10 +93,8 @@ class BulkRun(RunViews):
         )  # fmt: skip
         self._room = self._reader.room
         self._tracing: RunTracing | None = None
-        self._quarantine = Quarantine(
-            settings.on_credential_error,
-            stop=self._stop,
-            stop_on_api_key=settings.stop_when is None,
+        self._quarantine = Quarantine(  # a refused API key stops a run without stop_when
+            settings.on_credential_error, stop=self._stop, stop_on_api_key=not settings.stop_when
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._permit_waiters: set[asyncio.Task[Any]] = set()
@@ -250,7 +249,7 @@ class BulkRun(RunViews):
                 if self._s.on_outcome is not None:
                     flow.sinking = True
                     try:
-                        await hand_over(self._s.on_outcome, outcome)
+                        await call_back(self._s.on_outcome, outcome)
                     except BaseException as exc:
                         self._stop(f"on_outcome raised {type(exc).__name__}")
                         await self._close(taken=False)  # not done: the sink may not have it

@@ -10,12 +10,12 @@ secret headers read ``[REDACTED]``); what it raises reaches the caller, never sw
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
+from .._aio import call_back
 from .._http import Headers, Request, Response
 from ..errors import AlloyError, ConfigurationError
 
@@ -170,9 +170,7 @@ def _checked_hooks(event_hooks: EventHooks) -> dict[str, tuple[Hook, ...]]:
 
 async def _fire(fns: tuple[Hook, ...], event: object) -> None:
     for fn in fns:
-        result = fn(event)
-        if inspect.isawaitable(result):
-            await result
+        await call_back(fn, event)
 
 
 class HookObserver(Observer):
