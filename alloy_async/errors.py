@@ -153,8 +153,9 @@ class CredentialQuarantinedError(AlloyError):
 
     def __init__(self, credential_id: str, user_id: str | None, error: BaseException) -> None:
         super().__init__(
-            f"credential {credential_id} was quarantined earlier in this run after "
-            f"{type(error).__name__} from the third party; not sent (reconnect it, then rerun)"
+            f"credential {credential_id} was quarantined earlier in this run (or a run "
+            f"sharing its coordinator) after {type(error).__name__} from the third party; "
+            "not sent (reconnect it, then rerun)"
         )
         self.credential_id = credential_id
         self.user_id = user_id

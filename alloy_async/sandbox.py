@@ -146,6 +146,9 @@ class SandboxServer:
         app = web.Application(client_max_size=_MAX_BODY, middlewares=[_json_errors])
         app.router.add_get("/_sandbox/stats", self._stats)
         app.router.add_get("/_sandbox/executions", self._executions)
+        revoke = "/_sandbox/credentials/{credential_id}/revoked"
+        app.router.add_put(revoke, self._revoke)
+        app.router.add_delete(revoke, self._revoke)
         # [\s\S]: a decoded path may hold a newline (%0A), which "." would not match.
         app.router.add_route("*", r"/{tail:[\s\S]*}", self._handle)
         runner = web.AppRunner(app, handle_signals=False)
@@ -198,6 +201,19 @@ class SandboxServer:
     async def _executions(self, request: web.Request) -> web.StreamResponse:
         rows = [attrs.asdict(e) for e in self.fake.executions]
         return web.Response(body=orjson.dumps(rows), content_type="application/json")
+
+    async def _revoke(self, request: web.Request) -> web.StreamResponse:
+        """``PUT``: the end user revoked the credential at the third party (every execute with
+        it answers 401, ``source: THIRD_PARTY``); ``DELETE``: the user reconnected it."""
+        credential_id = request.match_info["credential_id"]
+        if credential_id not in self.fake.credentials:
+            return _json_error(404, f"no credential {credential_id!r}", code="NOT_FOUND")
+        if request.method == "PUT":
+            self.fake.revoke_credential(credential_id)
+        else:
+            self.fake.revoked.discard(credential_id)
+        revoked = credential_id in self.fake.revoked
+        return web.json_response({"credentialId": credential_id, "revoked": revoked})
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if self._limit is not None:

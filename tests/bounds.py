@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import pytest
@@ -31,3 +31,14 @@ def max_in_window(times: list[float], window: float) -> int:
             lo += 1
         best = max(best, hi - lo + 1)
     return best
+
+
+async def until(condition: Callable[[], bool], what: str, within: float) -> None:
+    """Poll ``condition`` on the loop until it holds, failing after ``within`` seconds (for
+    what another process changes: there is no event of ours to wait on)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        if loop.time() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)

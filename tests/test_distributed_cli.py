@@ -22,6 +22,7 @@ from typing import Any
 from urllib.request import urlopen
 
 import pytest
+from bounds import until
 from redis_server import RedisServer, running_redis
 from test_cli_bulk import API_KEY, CLI, ENV, Sandbox, running_sandbox
 
@@ -524,7 +525,7 @@ async def test_a_long_chunk_stays_with_its_live_worker(
         grab = asyncio.create_task(anext(stream))
         # Passes that began over two idle timeouts after the delivery: without renewals the
         # chunk is idle past idle_timeout by then, and the first such pass takes it.
-        await _until(
+        await until(
             lambda: grab.done() or sum(t - delivered > 2 * idle for t in passes) >= 3,
             "three late reclaim passes",
             bound,
@@ -547,16 +548,6 @@ async def test_a_long_chunk_stays_with_its_live_worker(
         await holder.shutdown()
         await other.shutdown()
         await raw.aclose()
-
-
-async def _until(condition: Callable[[], bool], what: str, within: float) -> None:
-    """Poll ``condition`` on the loop until it holds, failing after ``within`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def test_a_chunk_whose_result_cannot_be_stored_is_not_acked_and_goes_elsewhere(

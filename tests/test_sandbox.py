@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import aiohttp
 import pytest
 
 from alloy_async import (
     AlloyClient,
+    AuthenticationError,
     ConfigurationError,
     OutcomeUnknownError,
     RateLimitError,
@@ -110,3 +112,38 @@ def test_parsers_and_loopback_only() -> None:
         parse_duration("fast")
     with pytest.raises(ConfigurationError):
         SandboxServer(host="0.0.0.0")
+
+
+async def test_a_credential_is_revoked_and_reconnected_over_http() -> None:
+    """``PUT``/``DELETE /_sandbox/credentials/{id}/revoked``: what the CLI tests use to revoke a
+    credential in a sandbox subprocess. Catches: a revoke that does not reach the executes
+    (answered 401 ``THIRD_PARTY``, nothing executed, counted per credential), a reconnect that
+    leaves it revoked, an unknown credential answered anything but a JSON 404."""
+    fake = FakeAlloy()
+    user = fake.add_user("r@example.com")
+    cred = fake.add_credential(user, "slack")
+    job = {"credential_id": cred, "user_id": user, "request_body": {"channel": "C1", "text": "hi"}}
+    async with (
+        SandboxServer(fake) as server,
+        AlloyClient(fake.api_key, base_url=server.url) as alloy,
+        aiohttp.ClientSession() as http,
+    ):
+        revoked = f"{server.url}/_sandbox/credentials/{cred}/revoked"
+        async with http.put(revoked) as resp:
+            assert (resp.status, await resp.json()) == (
+                200,
+                {"credentialId": cred, "revoked": True},
+            )
+        with pytest.raises(AuthenticationError) as info:
+            await alloy.actions.execute("slack", "chat_postMessage", **job)
+        assert info.value.source == "THIRD_PARTY"
+        async with http.get(f"{server.url}/_sandbox/stats") as resp:
+            assert (await resp.json())["revoked_requests"] == {cred: 1}
+        assert fake.executions == []
+        async with http.delete(revoked) as resp:
+            assert (await resp.json())["revoked"] is False
+        await alloy.actions.execute("slack", "chat_postMessage", **job)
+        assert len(fake.executions) == 1
+        async with http.put(f"{server.url}/_sandbox/credentials/nope/revoked") as resp:
+            assert resp.status == 404
+            assert (await resp.json())["error"]["code"] == "NOT_FOUND"

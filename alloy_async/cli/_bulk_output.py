@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 import click
@@ -22,7 +23,20 @@ from ..models import ExecuteJob
 from ._bulk_options import BulkOptions, BulkUsageError
 from ._common import err_console, say
 
-__all__ = ["dumps_line", "keys_in_out", "outcome_json", "write_outcomes", "write_row"]
+__all__ = [
+    "dumps_line", "keys_in_out", "outcome_json", "say_quarantined", "write_outcomes", "write_row",
+]  # fmt: skip
+
+
+def say_quarantined(jobs: int, credentials: Iterable[str], rerun: str) -> None:
+    """Say apart which jobs a quarantine held back, and how to send them (``rerun``: the
+    options a rerun needs)."""
+    say(
+        f"{jobs} job(s) not sent: their credential was refused by the third party (401/403) "
+        f"earlier in the run ({', '.join(credentials)}); ask those users to reconnect, then "
+        f"rerun{rerun}",
+        "yellow",
+    )
 
 
 async def write_outcomes(

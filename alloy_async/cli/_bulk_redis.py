@@ -35,7 +35,7 @@ from ._bulk_options import (
     check_redis_reachable,
     run_on_files,
 )
-from ._bulk_output import keys_in_out
+from ._bulk_output import keys_in_out, say_quarantined
 from ._common import err_console, say
 
 if TYPE_CHECKING:
@@ -117,6 +117,8 @@ class _Tally:
     duplicates: int = 0
     bad: int = 0
     lost_jobs: int = 0  # in chunks whose task failed: no line written
+    quarantined: int = 0  # failed without being sent: their credential is quarantined
+    quarantined_credentials: dict[str, None] = attrs.Factory(dict)
 
     @property
     def written(self) -> int:
@@ -149,6 +151,7 @@ class _Driver:
     # -- the run ---------------------------------------------------------------------------
 
     async def main(self, fd: int, close_fd: bool) -> int:
+        from ..distributed.coordinator import RedisCoordinator
         from ..distributed.taskiq import make_broker
 
         loop = asyncio.get_running_loop()
@@ -159,16 +162,22 @@ class _Driver:
             reader = JobReader(fd, loop, close_fd=close_fd)
             await check_redis_reachable(self.where.url)
             self.broker = make_broker(self.where.url, queue=self.where.queue)
-            await self.broker.startup()  # before sending: the group is created at "$"
-            feeder = asyncio.create_task(self._feed(reader.items()))
-            try:
-                with self._progress():
-                    await self._collect(feeder)
-            finally:
-                feeder.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await feeder
-                await self.broker.shutdown()
+            # A live run of the namespace for the whole run: the quarantine the workers share
+            # holds between their chunks, and goes once the run is over (a rerun sends).
+            async with (
+                RedisCoordinator(self.where.url, namespace=self.where.namespace) as holder,
+                holder.session(),
+            ):
+                await self.broker.startup()  # before sending: the group is created at "$"
+                feeder = asyncio.create_task(self._feed(reader.items()))
+                try:
+                    with self._progress():
+                        await self._collect(feeder)
+                finally:
+                    feeder.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await feeder
+                    await self.broker.shutdown()
         finally:
             if reader is not None:
                 reader.close()
@@ -385,6 +394,9 @@ class _Driver:
                 self.tally.unknown += 1
             else:
                 self.tally.failed += 1
+                if isinstance(error, dict) and error.get("type") == "CredentialQuarantinedError":
+                    self.tally.quarantined += 1
+                    self.tally.quarantined_credentials[str(error.get("credentialId"))] = None
         if self.progress is not None and self.bar is not None:
             self.progress.advance(self.bar, len(rows))
 
@@ -464,6 +476,10 @@ class _Driver:
             f"{t.duplicates} duplicates, {t.bad} bad lines"
             + (f"; {t.lost_jobs} in failed chunks (no line)" if t.lost_jobs else "")
         )
+        if t.quarantined:
+            say_quarantined(
+                t.quarantined, t.quarantined_credentials, " with the same --namespace and --out"
+            )
         if self.signum is not None:
             left = sum(len(c.jobs) for c in self.outstanding.values())
             name = signal.Signals(self.signum).name

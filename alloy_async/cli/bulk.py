@@ -34,7 +34,7 @@ from ._bulk_options import (
     check_numbers,
     run_on_files,
 )
-from ._bulk_output import write_outcomes
+from ._bulk_output import say_quarantined, write_outcomes
 from ._common import common, open_client, say
 
 __all__ = ["ClientFactory", "bulk", "run_bulk"]
@@ -322,14 +322,9 @@ async def _execute(
             stopper.finished = True
         report = run.report
     say(report.summary())
-    if report.quarantined_credentials:
-        say(
-            f"{report.quarantined} job(s) not sent: their credential was refused by the third "
-            f"party (401/403) earlier in the run ({', '.join(report.quarantined_credentials)}); "
-            "ask those users to reconnect, then rerun"
-            + (" with the same --checkpoint" if opts.checkpoint else ""),
-            "yellow",
-        )
+    if report.quarantined:
+        again = " with the same --checkpoint" if opts.checkpoint else ""
+        say_quarantined(report.quarantined, report.quarantined_credentials, again)
     if tally.bad:
         say(f"{tally.bad} bad line(s) skipped")
     signum = stopper.stopped_by()

@@ -25,6 +25,7 @@ import orjson
 from ..engine.coordinator import Verdict
 from ..engine.journal import State
 from ..errors import CoordinatorError
+from ._quarantine import RedisQuarantine
 from ._redis import Shared
 from ._scripts import CLAIM, PEEK
 
@@ -50,12 +51,12 @@ class RedisJournal:
         live_runs: set[str],
         queue_write: Callable[[tuple[Any, ...]], None],
         flush: Callable[[], Any],
-        run_ttl: float,
+        quarantine: RedisQuarantine,
     ) -> None:
         self._shared = shared
         self._prefix = prefix
         self._ttl_ms = 0 if outcome_ttl is None else max(1, round(outcome_ttl * 1000))
-        self._run_ttl_ms = max(1, round(run_ttl * 1000))
+        self._quarantine = quarantine
         self._live_runs = live_runs
         self._queue_write = queue_write
         self._flush = flush
@@ -70,12 +71,10 @@ class RedisJournal:
         return f"{self._prefix}run:{run_id}"
 
     async def open(self, run_id: str) -> None:
-        """Announce the run (its intents count as in flight while it lives)."""
+        """Announce the run (its intents count as in flight while it lives; it holds the
+        namespace's quarantine, which it takes)."""
         self.run_id = run_id
-        client = self._shared.client
-        await self._shared.call(
-            "starting a run", client.set, self.run_key(run_id), b"1", None, self._run_ttl_ms
-        )
+        await self._quarantine.join(run_id, alone=not self._live_runs)
         self._live_runs.add(run_id)
 
     def lookup(self, key: str) -> tuple[State, str] | None:
@@ -124,25 +123,29 @@ class RedisJournal:
         with contextlib.suppress(CoordinatorError):
             await self.flush()
         with contextlib.suppress(CoordinatorError):
-            client = self._shared.client
-            await self._shared.call("ending a run", client.delete, self.run_key(run_id))
+            await self._quarantine.leave(run_id)
 
     async def save_rows(self, rows: dict[str, dict[str, Any]]) -> None:
         """Store each job's outcome line (before its outcome is recorded: never lost)."""
         if not rows:
             return
-        pipe = self._shared.client.pipeline(transaction=False)
-        for key, row in rows.items():
-            pipe.hset(self.job_key(key), "row", orjson.dumps(row, default=str).decode())
-        await self._shared.call("storing outcome lines", pipe.execute)
+        lines = {self.job_key(key): orjson.dumps(row, default=str) for key, row in rows.items()}
+
+        def build(pipe: Any) -> None:
+            for name, line in lines.items():
+                pipe.hset(name, "row", line)
+
+        await self._shared.batch("storing outcome lines", build)
 
     async def stored(self, keys: Iterable[str]) -> dict[str, Stored | None]:
         """What the journal holds of each key, and whether the intent's run is alive."""
         keys = list(keys)
-        pipe = self._shared.client.pipeline(transaction=False)
-        for key in keys:
-            pipe.hmget(self.job_key(key), ["s", "r", "row"])
-        got = await self._shared.call("reading the journal", pipe.execute)
+
+        def build(pipe: Any) -> None:
+            for key in keys:
+                pipe.hmget(self.job_key(key), ["s", "r", "row"])
+
+        got = await self._shared.batch("reading the journal", build)
         out: dict[str, Stored | None] = {}
         for key, (state, run, row) in zip(keys, got, strict=True):
             if state is None:
@@ -160,10 +163,12 @@ class RedisJournal:
         ids = [r for r in set(run_ids) if r]
         if not ids:
             return set()
-        pipe = self._shared.client.pipeline(transaction=False)
-        for run_id in ids:
-            pipe.exists(self.run_key(run_id))
-        got = await self._shared.call("reading run keys", pipe.execute)
+
+        def build(pipe: Any) -> None:
+            for run_id in ids:
+                pipe.exists(self.run_key(run_id))
+
+        got = await self._shared.batch("reading run keys", build)
         return {run_id for run_id, n in zip(ids, got, strict=True) if n}
 
     async def _verdict(self, source: str, what: str, key: str, args: list[Any]) -> str | None:

@@ -190,6 +190,24 @@ class Shared:
             on_retry=self._count_retry,
         )
 
+    async def batch(self, what: str, build: Callable[[Any], Awaitable[None] | None]) -> list[Any]:
+        """Run the commands ``build(pipe)`` queues as one pipeline, retried like :meth:`call`.
+
+        Each attempt builds a new pipeline: redis-py empties one once it has run, even when it
+        failed, so running the same one again sends nothing and answers ``[]`` (a write lost
+        silently, a read answered with nothing).
+        """
+
+        async def attempt() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                queued = build(pipe)
+                if queued is not None:
+                    await queued
+                answers: list[Any] = await pipe.execute()
+                return answers
+
+        return await self.call(what, attempt)
+
     def _count_retry(self) -> None:
         self.retries += 1
 

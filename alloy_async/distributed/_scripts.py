@@ -7,7 +7,7 @@ hash tag (``alloy:{ns}:...``) so every key a script touches lives in one Redis C
 
 from __future__ import annotations
 
-__all__ = ["CLAIM", "FORGET", "LEASE", "PEEK", "RATE", "RENEW"]
+__all__ = ["CLAIM", "FORGET", "JOIN", "LEASE", "LEAVE", "PEEK", "RATE", "RENEW", "RENEW_RUNS"]
 
 #: A moving window: at most ARGV[1] permits in any ARGV[2] microseconds. 0 when granted, else
 #: the microseconds until the oldest permit leaves the window.
@@ -115,3 +115,59 @@ if redis.call('HGET', KEYS[1], 'r') == ARGV[1] and redis.call('HGET', KEYS[1], '
 end
 return 0
 """
+
+# The live runs of a namespace (KEYS[1], a sorted set: run id -> expiry, now + ttl ms) hold its
+# quarantine (KEYS[3], a hash: credential id -> why). When none is left (the last one ended, or
+# every holder died and its expiry passed) the quarantine goes with them: a rerun after the
+# users reconnect sends the jobs it held back. The shared part of JOIN and LEAVE.
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+_LAST_ONE_OUT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[1], KEYS[3])
+end
+"""
+
+#: Start run ARGV[1] (its key KEYS[2] lives ARGV[2] ms unless renewed): join the live runs,
+#: and return the quarantine (a flat field, value list) it now shares.
+JOIN = (
+    _NOW
+    + _LAST_ONE_OUT
+    + """local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ttl * 2)
+redis.call('SET', KEYS[2], '1', 'PX', ttl)
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('PEXPIRE', KEYS[3], ttl * 2)
+end
+return redis.call('HGETALL', KEYS[3])
+"""
+)
+
+#: End run ARGV[1]: leave the live runs; the last one out takes the quarantine with it.
+LEAVE = (
+    _NOW
+    + """redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2])
+"""
+    + _LAST_ONE_OUT
+    + "return 0\n"
+)
+
+#: Renew live runs: ARGV[i + 1] (key KEYS[i + 2]) gets a new expiry (now + ARGV[1] ms) if it
+#: is still live (XX); the set and the quarantine they hold (KEYS[2]) outlive them by a ttl.
+RENEW_RUNS = (
+    _NOW
+    + """local ttl = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  redis.call('ZADD', KEYS[1], 'XX', now + ttl, ARGV[i])
+  redis.call('PEXPIRE', KEYS[i + 1], ttl)
+end
+redis.call('PEXPIRE', KEYS[1], ttl * 2)
+redis.call('PEXPIRE', KEYS[2], ttl * 2)
+return redis.call('HGETALL', KEYS[2])
+"""
+)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
@@ -25,6 +27,7 @@ from ..errors import CoordinatorError, InvalidRequestError
 from ..limiters import AdaptiveLimiter
 from ._journal import RedisJournal
 from ._limits import LocalCount, RedisCoolDown, RedisRate, RedisSlots
+from ._quarantine import RedisQuarantine
 from ._redis import Shared, check_url, safe_url
 from ._scripts import FORGET, RENEW
 
@@ -45,6 +48,7 @@ class RedisStatistics:
         live_runs: runs of this process announced on Redis.
         queued_writes: outcomes, releases and throttles not yet written.
         write_error: the last batch of writes that failed past ``unavailable_timeout``.
+        quarantined: credentials quarantined on the namespace, as this process knows them.
     """
 
     retries: int
@@ -52,6 +56,7 @@ class RedisStatistics:
     live_runs: int
     queued_writes: int
     write_error: str | None
+    quarantined: int = 0
 
 
 @attrs.define
@@ -62,6 +67,8 @@ class RedisRun:
     rate: RedisRate | None
     cooldown: RedisCoolDown | None
     journal: RedisJournal
+    #: The namespace's credential quarantine, shared by every run on it.
+    quarantine: RedisQuarantine
 
 
 class RedisCoordinator:
@@ -140,6 +147,10 @@ class RedisCoordinator:
         self._batch_written: asyncio.Event | None = None
         self._closed = False
         self.cooldown = RedisCoolDown(AdaptiveLimiter(adaptive_limit), self._publish)
+        self.quarantine = RedisQuarantine(
+            self._shared, self._prefix, ttl_ms=max(1, round(self.lease_ttl * 1000)),
+            queue_write=self._queue, channel=self._channel,
+        )  # fmt: skip
         default = self.configure(concurrency=1, per_user=None, per_connector=None, rate=None)
         self.slots = default.slots
         self.rate: RedisRate | None = None
@@ -169,9 +180,43 @@ class RedisCoordinator:
         journal = RedisJournal(
             self._shared, self._prefix, outcome_ttl=self.outcome_ttl,
             live_runs=self._live_runs, queue_write=self._queue, flush=self.flush,
-            run_ttl=self.lease_ttl,
+            quarantine=self.quarantine,
         )  # fmt: skip
-        return RedisRun(slots=slots, rate=budget, cooldown=self.cooldown, journal=journal)
+        return RedisRun(
+            slots=slots, rate=budget, cooldown=self.cooldown, journal=journal,
+            quarantine=self.quarantine,
+        )  # fmt: skip
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[None]:
+        """Count as a live run of the namespace while the block runs.
+
+        The namespace's credential quarantine lasts while it has live runs; a process that
+        runs many short ``execute_many`` calls one after another holds a session around them,
+        so the quarantine survives the gaps between runs (``alloy-async bulk --redis`` holds
+        one for the whole run). Raises :class:`~alloy_async.errors.CoordinatorError` when
+        Redis cannot be reached within ``unavailable_timeout``.
+        """
+        journal = self.configure(concurrency=1, per_user=None, per_connector=None, rate=None)
+        await journal.journal.open("session-" + os.urandom(6).hex())
+        try:
+            yield
+        finally:
+            await journal.journal.aclose()
+
+    async def lift_quarantine(self, *credential_ids: str) -> None:
+        """End the quarantine of these credentials for every run on the namespace (the users
+        reconnected them): their jobs are sent again from the next job on.
+
+        Raises :class:`~alloy_async.errors.CoordinatorError` when Redis cannot be reached.
+        """
+        for credential_id in credential_ids:
+            if not isinstance(credential_id, str) or not credential_id:
+                raise InvalidRequestError(
+                    "credential ids must be non-empty strings", field="credential_ids"
+                )
+        self._start()
+        await self.quarantine.lift(credential_ids)
 
     async def __aenter__(self) -> RedisCoordinator:
         self._start()
@@ -212,6 +257,7 @@ class RedisCoordinator:
             live_runs=len(self._live_runs),
             queued_writes=self._writes.qsize() if self._writes is not None else 0,
             write_error=None if self._write_error is None else str(self._write_error),
+            quarantined=len(self.quarantine.bad),
         )
 
     # -- background ----------------------------------------------------------------------
@@ -269,11 +315,13 @@ class RedisCoordinator:
             ops = [await queue.get()]
             while len(ops) < _BATCH and not queue.empty():
                 ops.append(queue.get_nowait())
-            try:
-                pipe = self._shared.client.pipeline(transaction=False)
+
+            async def build(pipe: Any, ops: list[tuple[Any, ...]] = ops) -> None:
                 for op in ops:
                     await _add(pipe, op, self._shared)
-                await self._shared.call("writing outcomes and releases", pipe.execute)
+
+            try:
+                await self._shared.batch("writing outcomes and releases", build)
             except CoordinatorError as exc:
                 # The intents stay: a rerun reports those jobs outcome-unknown, never sends.
                 self._write_error = exc
@@ -284,26 +332,30 @@ class RedisCoordinator:
 
     async def _renewer(self) -> None:
         """Keep this process's leases and live runs from lapsing."""
-        every = self.lease_ttl / 3
-        ttl_ms = max(1, round(self.lease_ttl * 1000))
-        script = self._shared.script(RENEW)
         while True:
-            await asyncio.sleep(every)
+            await asyncio.sleep(self.lease_ttl / 3)
             held = list(self._held.items())
             runs = list(self._live_runs)
-            if not held and not runs:
-                continue
-            pipe = self._shared.client.pipeline(transaction=False)
-            if held:
-                keys = [key for _, key in held]
-                members = [name.split("|", 1)[0] for name, _ in held]
-                await script(keys=keys, args=[ttl_ms, *members], client=pipe)
-            for run_id in runs:
-                pipe.pexpire(self._prefix + "run:" + run_id, ttl_ms)
-            # A failed renewal is retried on the next tick; a long outage lets the leases
-            # lapse, which other processes read as this one being gone (safe: never twice).
-            with contextlib.suppress(CoordinatorError):
-                await self._shared.call("renewing leases", pipe.execute)
+            if held or runs:
+                # A failed renewal is retried on the next tick; a long outage lets the leases
+                # lapse, which other processes read as this one being gone (never twice).
+                with contextlib.suppress(CoordinatorError):
+                    await self._renew(held, runs)
+
+    async def _renew(self, held: list[tuple[str, str]], runs: list[str]) -> None:
+        ttl_ms = max(1, round(self.lease_ttl * 1000))
+        keys = [key for _, key in held]
+        members = [name.split("|", 1)[0] for name, _ in held]
+
+        async def build(pipe: Any) -> None:
+            if keys:
+                await self._shared.script(RENEW)(keys=keys, args=[ttl_ms, *members], client=pipe)
+            if runs:  # answered with the quarantine: a message missed is made up for
+                await self.quarantine.renew(pipe, runs)
+
+        answers = await self._shared.batch("renewing leases", build)
+        if runs:
+            self.quarantine.refresh(answers[-1])
 
     async def _listener(self) -> None:
         """Apply other processes' throttles to this one's cool-down."""
@@ -328,6 +380,9 @@ class RedisCoordinator:
             return
         if not isinstance(message, dict) or message.get("from") == self._shared.id:
             return
+        if "quarantine" in message or "lift" in message:
+            self.quarantine.heard(message)
+            return
         scope, retry_after = message.get("scope"), message.get("retry_after")
         if isinstance(scope, str) and (retry_after is None or isinstance(retry_after, int | float)):
             self.cooldown.heard(scope, None if retry_after is None else float(retry_after))
@@ -349,3 +404,7 @@ async def _add(pipe: Any, op: tuple[Any, ...], shared: Shared) -> None:
             pipe.zrem(name, member)
     elif kind == "publish":
         pipe.publish(op[1], op[2])
+    elif kind == "quarantine":
+        _, key, credential_id, why, ttl_ms = op
+        pipe.hset(key, credential_id, why)
+        pipe.pexpire(key, ttl_ms)

@@ -31,6 +31,7 @@ __all__ = [
     "LeasedSlots",
     "RateBudget",
     "SharedJournal",
+    "SharedQuarantine",
     "Verdict",
 ]
 
@@ -137,6 +138,26 @@ class SharedJournal(Protocol):
     async def claim(self, key: str) -> Verdict | None:
         """Write the intent of ``key`` for this run, atomically, if no run has recorded it;
         None once it is durable and ours, else what is recorded (nothing was written)."""
+
+
+@runtime_checkable
+class SharedQuarantine(Protocol):
+    """The credential quarantine of every run sharing a coordinator (a distributed one's).
+
+    A coordinator that has one says so with a ``quarantine`` attribute; without it each run
+    keeps its own (``engine/quarantine.py``). Runs in other processes quarantine credentials
+    too, so this is a view that other processes change.
+    """
+
+    @property
+    def bad(self) -> Mapping[str, BaseException]:
+        """Credential id -> the error that quarantined it. Read for every job: answered
+        locally, may be stale by a message's latency (a few more jobs of a credential another
+        process just quarantined may be sent; never one of a credential known here)."""
+
+    def add(self, credential_id: str, user_id: str | None, error: BaseException) -> bool:
+        """Quarantine ``credential_id`` for every run sharing it, at once in :attr:`bad` (the
+        write to other processes may be queued); False when it already was."""
 
 
 @runtime_checkable

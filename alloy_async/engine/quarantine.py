@@ -14,12 +14,13 @@ caller passed their own ``stop_when`` (then it is theirs to decide).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Literal
 
 from .._aio import call_back
 from ..errors import APIStatusError, CredentialQuarantinedError
 from ..models.bulk import ExecuteJob
+from .coordinator import SharedQuarantine
 
 __all__ = ["OnCredentialError", "Quarantine", "credential_failure"]
 
@@ -38,7 +39,8 @@ def credential_failure(error: BaseException | None) -> Literal["credential", "ap
 
 
 class Quarantine:
-    """The credentials quarantined in one run (see the module docstring)."""
+    """The credentials quarantined in one run (see the module docstring), or in every run
+    sharing its coordinator when that has a ``quarantine`` (a :class:`SharedQuarantine`)."""
 
     def __init__(
         self,
@@ -46,14 +48,22 @@ class Quarantine:
         *,
         stop: Callable[[str], None],
         stop_on_api_key: bool,
+        shared: SharedQuarantine | None = None,
     ) -> None:
         self._callback = on_credential_error
         self._stop = stop
         self._stop_on_api_key = stop_on_api_key
-        #: credential id -> the error that quarantined it.
-        self.bad: dict[str, BaseException] = {}
+        self._shared = shared
+        self._own: dict[str, BaseException] = {}
         #: Jobs not sent because their credential was quarantined.
         self.refused = 0
+        #: The credentials this run found refused or held jobs back for, in that order.
+        self.credentials: dict[str, None] = {}
+
+    @property
+    def bad(self) -> Mapping[str, BaseException]:
+        """Credential id -> the error that quarantined it (the shared view, if any)."""
+        return self._own if self._shared is None else self._shared.bad
 
     def blocked(self, job: ExecuteJob) -> CredentialQuarantinedError | None:
         """The error ``job`` ends with unsent, when its credential is quarantined."""
@@ -61,6 +71,7 @@ class Quarantine:
         if error is None:
             return None
         self.refused += 1
+        self.credentials[job.credential_id] = None
         return CredentialQuarantinedError(job.credential_id, job.user_id, error)
 
     def saw(self, job: ExecuteJob, error: BaseException | None) -> bool:
@@ -73,11 +84,17 @@ class Quarantine:
                     "401): every job would fail the same way; check ALLOY_API_KEY / api_key"
                 )
             return False
-        if kind is None or job.credential_id in self.bad:
+        if kind is None:
             return False
         assert error is not None
-        self.bad[job.credential_id] = error
-        return self._callback is not None
+        credential_id = job.credential_id
+        self.credentials[credential_id] = None
+        if self._shared is not None:
+            first = self._shared.add(credential_id, job.user_id, error)
+        else:
+            first = credential_id not in self._own
+            self._own.setdefault(credential_id, error)
+        return first and self._callback is not None
 
     async def notify(self, job: ExecuteJob, error: BaseException) -> None:
         """Tell the app (once per credential) so it can ask the user to reconnect; what the

@@ -94,8 +94,9 @@ class BulkRun(RunViews):
         self._room = self._reader.room
         self._tracing: RunTracing | None = None
         self._quarantine = Quarantine(  # a refused API key stops a run without stop_when
-            settings.on_credential_error, stop=self._stop, stop_on_api_key=not settings.stop_when
-        )
+            settings.on_credential_error, stop=self._stop, stop_on_api_key=not settings.stop_when,
+            shared=getattr(coordinator, "quarantine", None),
+        )  # fmt: skip
         self._tasks: list[asyncio.Task[None]] = []
         self._permit_waiters: set[asyncio.Task[Any]] = set()
         self._sending: set[asyncio.Task[Any]] = set()

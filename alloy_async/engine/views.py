@@ -57,5 +57,5 @@ class RunViews:
             waiting=flow.buffered if flow.stopping else 0,
             wall_time=wall,
             quarantined=self._quarantine.refused,
-            quarantined_credentials=tuple(self._quarantine.bad),
+            quarantined_credentials=tuple(self._quarantine.credentials),
         )

@@ -29,6 +29,7 @@ def execute(fake: FakeState, params: Params, request: Request, body: Body, q: Qu
     if cred["connectorId"] != connector_id:
         raise err(400, "CREDENTIAL_MISMATCH", "Credential is for another connector")
     if cred_id in fake.revoked:
+        fake.revoked_requests[cred_id] += 1
         raise err(
             401, "CREDENTIAL_REVOKED", "the third party refused the credential", "THIRD_PARTY"
         )

@@ -36,6 +36,8 @@ class FakeState:
         #: Credentials the third party refuses (401, ``source`` THIRD_PARTY): see
         #: :meth:`revoke_credential`.
         self.revoked: set[str] = set()
+        #: Executes refused because their credential was revoked, per credential.
+        self.revoked_requests: collections.Counter[str] = collections.Counter()
         #: Compiled action schemas (strict mode), by (connector, action).
         self.validators: dict[tuple[str, str], Any] = {}
         self._pending_oauth: set[str] = set()

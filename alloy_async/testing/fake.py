@@ -162,6 +162,7 @@ class FakeAlloy(FakeState):
             "peak_in_flight_per_user": max(self.peak_by_user.values(), default=0),
             "peak_in_flight_per_connector": max(self.peak_by_connector.values(), default=0),
             "faults": dict(self.fault_counts),
+            "revoked_requests": dict(self.revoked_requests),
         }
 
     # -- the server -------------------------------------------------------------------------
