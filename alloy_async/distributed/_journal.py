@@ -17,7 +17,7 @@ all (the README's "Running on many machines" says what that costs).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -28,6 +28,7 @@ from ..errors import CoordinatorError
 from ._quarantine import RedisQuarantine
 from ._redis import Shared
 from ._scripts import CLAIM, PEEK
+from ._writes import Forget, Record, Writer
 
 __all__ = ["RedisJournal", "Stored"]
 
@@ -48,18 +49,14 @@ class RedisJournal:
         prefix: str,
         *,
         outcome_ttl: float | None,
-        live_runs: set[str],
-        queue_write: Callable[[tuple[Any, ...]], None],
-        flush: Callable[[], Any],
+        writer: Writer,
         quarantine: RedisQuarantine,
     ) -> None:
         self._shared = shared
         self._prefix = prefix
         self._ttl_ms = 0 if outcome_ttl is None else max(1, round(outcome_ttl * 1000))
-        self._quarantine = quarantine
-        self._live_runs = live_runs
-        self._queue_write = queue_write
-        self._flush = flush
+        self._writer = writer
+        self._quarantine = quarantine  # also the book of this process's live runs
         self.run_id = ""
 
     def job_key(self, key: str) -> str:
@@ -74,8 +71,7 @@ class RedisJournal:
         """Announce the run (its intents count as in flight while it lives; it holds the
         namespace's quarantine, which it takes)."""
         self.run_id = run_id
-        await self._quarantine.join(run_id, alone=not self._live_runs)
-        self._live_runs.add(run_id)
+        await self._quarantine.join(run_id)
 
     def lookup(self, key: str) -> tuple[State, str] | None:
         """None: a shared journal answers in :meth:`peek` and :meth:`claim` (round trips)."""
@@ -99,15 +95,15 @@ class RedisJournal:
 
     def record(self, key: str, state: State) -> None:
         """Record ``key``'s outcome (queued)."""
-        self._queue_write(("record", self.job_key(key), state, self._ttl_ms))
+        self._writer.queue(Record(self.job_key(key), state, self._ttl_ms))
 
     def forget(self, key: str) -> None:
         """Remove ``key``: it was never sent (queued)."""
-        self._queue_write(("forget", self.job_key(key), self.run_id))
+        self._writer.queue(Forget(self.job_key(key), self.run_id))
 
     async def flush(self) -> None:
         """Wait until every queued write is on Redis."""
-        await self._flush()
+        await self._writer.flush()
 
     async def aclose(self) -> None:
         """Flush and end the run (its key goes: its leftover intents now read as a dead run's).
@@ -119,7 +115,6 @@ class RedisJournal:
         if not self.run_id:
             return
         run_id, self.run_id = self.run_id, ""
-        self._live_runs.discard(run_id)
         with contextlib.suppress(CoordinatorError):
             await self.flush()
         with contextlib.suppress(CoordinatorError):

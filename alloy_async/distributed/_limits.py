@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from .._checks import check_number
 from ..limiters import GLOBAL_KEY, AdaptiveLimiter, ConcurrencyLimiter, Key
 from ._redis import Shared
 from ._scripts import LEASE, RATE
+from ._writes import LeaseBook
 
 __all__ = ["LocalCount", "RedisCoolDown", "RedisRate", "RedisSlots"]
 
@@ -86,20 +87,17 @@ class RedisSlots:
         local: LocalCount,
         *,
         lease_ttl: float,
-        held: dict[str, str],
-        queue_write: Callable[[tuple[Any, ...]], None],
-        until_released: Callable[[str], Awaitable[bool]],
+        leases: LeaseBook,
     ) -> None:
         self._shared = shared
         self._prefix = prefix
-        self._until_released = until_released
+        self._leases = leases
         self._caps = caps
         self._own = ConcurrencyLimiter(None, per_key=caps)
         self._local = local
         self._ttl_ms = max(1, round(lease_ttl * 1000))
-        self._held = held  # lease member -> Redis key, shared with the coordinator's renewer
+        # The members this run leased, per set of keys: a release gives back one of them.
         self._members: dict[tuple[Key, ...], list[str]] = {}
-        self._queue_write = queue_write
         self.retry_after = min(0.25, lease_ttl / 10)
 
     def keys_for(self, keys: Any) -> tuple[Key, ...]:
@@ -136,10 +134,9 @@ class RedisSlots:
             if not full:
                 break
             # Full, but perhaps only until this process's own queued release is written.
-            if not await self._until_released(names[full - 1]):
+            if not await self._leases.until_released(names[full - 1]):
                 return keys[full - 1]
-        for name in names:
-            self._held[f"{member}|{name}"] = name
+        self._leases.took(member, names)
         self._members.setdefault(keys, []).append(member)
         return None
 
@@ -151,10 +148,7 @@ class RedisSlots:
         member = members.pop()
         if not members:
             del self._members[keys]
-        names = [self._name(key) for key in keys]
-        for name in names:
-            self._held.pop(f"{member}|{name}", None)
-        self._queue_write(("unlease", names, member))
+        self._leases.give_back(member, [self._name(key) for key in keys])
 
     def statistics(self) -> Any:
         """This process's counts (``ConcurrencyLimiter.statistics``)."""

@@ -18,7 +18,7 @@ outcomes (a lost one costs other processes a few more 401s, never a job sent twi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -26,6 +26,7 @@ import orjson
 from ..errors import status_error_class
 from ._redis import Shared
 from ._scripts import JOIN, LEAVE, RENEW_RUNS
+from ._writes import Publish, Quarantined, Writer
 
 __all__ = ["RedisQuarantine"]
 
@@ -43,7 +44,7 @@ class RedisQuarantine:
         prefix: str,
         *,
         ttl_ms: int,
-        queue_write: Callable[[tuple[Any, ...]], None],
+        writer: Writer,
         channel: str,
     ) -> None:
         self._shared = shared
@@ -51,8 +52,10 @@ class RedisQuarantine:
         self.runs_key = prefix + "runs"
         self._run_prefix = prefix + "run:"
         self._ttl_ms = ttl_ms
-        self._queue_write = queue_write
+        self._writer = writer
         self._channel = channel
+        #: This process's live runs on the namespace (renewed in the background).
+        self.live: set[str] = set()
         #: Credential id -> the error that quarantined it, as this process knows it.
         self.bad: dict[str, BaseException] = {}
         #: Credential id -> its user, when known.
@@ -68,28 +71,31 @@ class RedisQuarantine:
         message = orjson.dumps(
             {"quarantine": credential_id, "why": orjson.Fragment(why), "from": self._shared.id}
         )
-        self._queue_write(("quarantine", self.key, credential_id, why, self._ttl_ms * 2))
-        self._queue_write(("publish", self._channel, message))
+        self._writer.queue(Quarantined(self.key, credential_id, why, self._ttl_ms * 2))
+        self._writer.queue(Publish(self._channel, message))
         return True
 
-    async def join(self, run_id: str, *, alone: bool) -> None:
-        """Start run ``run_id`` (one round trip) and take the quarantine it now shares;
-        ``alone``: no other run of this process is live (what is not on Redis is gone)."""
+    async def join(self, run_id: str) -> None:
+        """Start run ``run_id`` (one round trip) and take the quarantine it now shares (with
+        no other run of this process live, what Redis no longer has is gone)."""
         keys = [self.runs_key, self._run_prefix + run_id, self.key]
         flat = await self._shared.call(
             "starting a run", self._shared.script(JOIN), keys, [run_id, self._ttl_ms]
         )
-        self.refresh(flat, replace=alone)
+        self.refresh(flat, replace=not self.live)
+        self.live.add(run_id)
 
     async def leave(self, run_id: str) -> None:
         """End run ``run_id``; the last live run of the namespace removes the quarantine."""
+        self.live.discard(run_id)
         keys = [self.runs_key, self._run_prefix + run_id, self.key]
         await self._shared.call("ending a run", self._shared.script(LEAVE), keys, [run_id])
 
-    async def renew(self, pipe: Any, run_ids: list[str]) -> None:
-        """Queue the renewal of ``run_ids`` on ``pipe``; its answer goes to :meth:`refresh`."""
-        keys = [self.runs_key, self.key, *(self._run_prefix + r for r in run_ids)]
-        await self._shared.script(RENEW_RUNS)(keys=keys, args=[self._ttl_ms, *run_ids], client=pipe)
+    async def renew(self, pipe: Any) -> None:
+        """Queue the renewal of the live runs on ``pipe``; its answer goes to :meth:`refresh`."""
+        runs = list(self.live)
+        keys = [self.runs_key, self.key, *(self._run_prefix + r for r in runs)]
+        await self._shared.script(RENEW_RUNS)(keys=keys, args=[self._ttl_ms, *runs], client=pipe)
 
     async def lift(self, credential_ids: Iterable[str]) -> None:
         """End the quarantine of these credentials for every run on the namespace."""
@@ -146,8 +152,14 @@ def _dumps(user_id: str | None, error: BaseException) -> bytes:
     return orjson.dumps({"user": user_id, "type": type(error).__name__, **fields})
 
 
-_FIELDS = {"status": "status", "message": "message", "code": "code", "source": "source",
-           "requestId": "request_id"}  # fmt: skip
+#: What is stored of the refusal: field -> the error's attribute.
+_FIELDS = {
+    "status": "status",
+    "message": "message",
+    "code": "code",
+    "source": "source",
+    "requestId": "request_id",
+}
 
 
 def _loads(raw: Any) -> tuple[str | None, BaseException] | None:
@@ -171,7 +183,10 @@ def _parse(why: Any) -> tuple[str | None, BaseException] | None:
     if not all(v is None or isinstance(v, str) for v in text.values()):
         return None
     error = status_error_class(status)(
-        message, status=status, code=text["code"], source=text["source"],
+        message,
+        status=status,
+        code=text["code"],
+        source=text["source"],
         request_id=text["requestId"],
-    )  # fmt: skip
+    )
     return user, error

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import os
 import re
-from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,13 +28,13 @@ from ._journal import RedisJournal
 from ._limits import LocalCount, RedisCoolDown, RedisRate, RedisSlots
 from ._quarantine import RedisQuarantine
 from ._redis import Shared, check_url, safe_url
-from ._scripts import FORGET, RENEW
+from ._scripts import RENEW
+from ._writes import LeaseBook, Publish, Writer
 
 __all__ = ["RedisCoordinator", "RedisRun", "RedisStatistics"]
 
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.:\-]{1,100}")
 _URL = re.compile(r"(redis|rediss|unix)://", re.IGNORECASE)
-_BATCH = 512
 
 
 @attrs.frozen
@@ -130,27 +129,24 @@ class RedisCoordinator:
         check_number("adaptive_limit", adaptive_limit, low=1, integer=True)
         self.namespace = namespace
         self.lease_ttl = float(lease_ttl)
+        self._ttl_ms = max(1, round(self.lease_ttl * 1000))
         self.outcome_ttl = outcome_ttl
         self._shared = Shared(url, op_timeout=op_timeout, unavailable_timeout=unavailable_timeout)
         self._prefix = f"alloy:{{{namespace}}}:"
         self._channel = self._prefix + "cool"
         self._local = LocalCount(concurrency)
-        self._held: dict[str, str] = {}  # lease member|key -> key, renewed in the background
-        self._live_runs: set[str] = set()
-        self._writes: asyncio.Queue[tuple[Any, ...]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._write_error: CoordinatorError | None = None
-        # Slot keys with a release queued and not yet written, and the event set when the
-        # writer's next batch is written: a lease refused only because of this process's own
-        # queued release waits for that batch instead of for the engine's retry timer.
-        self._releasing: Counter[str] = Counter()
-        self._batch_written: asyncio.Event | None = None
         self._closed = False
+        self._writer = Writer(self._shared, on_queue=self._start)
+        self._leases = LeaseBook(self._writer)
         self.cooldown = RedisCoolDown(AdaptiveLimiter(adaptive_limit), self._publish)
         self.quarantine = RedisQuarantine(
-            self._shared, self._prefix, ttl_ms=max(1, round(self.lease_ttl * 1000)),
-            queue_write=self._queue, channel=self._channel,
-        )  # fmt: skip
+            self._shared,
+            self._prefix,
+            ttl_ms=self._ttl_ms,
+            writer=self._writer,
+            channel=self._channel,
+        )
         default = self.configure(concurrency=1, per_user=None, per_connector=None, rate=None)
         self.slots = default.slots
         self.rate: RedisRate | None = None
@@ -173,19 +169,28 @@ class RedisCoordinator:
             raise CoordinatorError("the RedisCoordinator is closed")
         caps = {k: v for k, v in {"user": per_user, "connector": per_connector}.items() if v}
         slots = RedisSlots(
-            self._shared, self._prefix, caps, self._local, lease_ttl=self.lease_ttl,
-            held=self._held, queue_write=self._queue, until_released=self._until_released,
-        )  # fmt: skip
+            self._shared,
+            self._prefix,
+            caps,
+            self._local,
+            lease_ttl=self.lease_ttl,
+            leases=self._leases,
+        )
         budget = None if rate is None else RedisRate(self._shared, self._prefix + "rate", rate)
         journal = RedisJournal(
-            self._shared, self._prefix, outcome_ttl=self.outcome_ttl,
-            live_runs=self._live_runs, queue_write=self._queue, flush=self.flush,
+            self._shared,
+            self._prefix,
+            outcome_ttl=self.outcome_ttl,
+            writer=self._writer,
             quarantine=self.quarantine,
-        )  # fmt: skip
+        )
         return RedisRun(
-            slots=slots, rate=budget, cooldown=self.cooldown, journal=journal,
+            slots=slots,
+            rate=budget,
+            cooldown=self.cooldown,
+            journal=journal,
             quarantine=self.quarantine,
-        )  # fmt: skip
+        )
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[None]:
@@ -228,10 +233,7 @@ class RedisCoordinator:
     async def flush(self) -> None:
         """Wait until every queued write (outcomes, releases, throttles) is on Redis."""
         self._start()
-        assert self._writes is not None
-        await self._writes.join()
-        if self._write_error is not None:
-            raise self._write_error
+        await self._writer.flush()
 
     async def aclose(self) -> None:
         """Flush the queued writes, stop the background tasks, close the connections."""
@@ -239,9 +241,9 @@ class RedisCoordinator:
             return
         self._closed = True
         try:
-            if self._writes is not None and self._tasks:
+            if self._tasks:
                 with contextlib.suppress(CoordinatorError):
-                    await self._writes.join()
+                    await self._writer.flush()
         finally:
             for task in self._tasks:
                 task.cancel()
@@ -253,10 +255,10 @@ class RedisCoordinator:
         """What this process's side of the coordinator is doing."""
         return RedisStatistics(
             retries=self._shared.retries,
-            held_leases=len(self._held),
-            live_runs=len(self._live_runs),
-            queued_writes=self._writes.qsize() if self._writes is not None else 0,
-            write_error=None if self._write_error is None else str(self._write_error),
+            held_leases=len(self._leases),
+            live_runs=len(self.quarantine.live),
+            queued_writes=self._writer.queued,
+            write_error=None if self._writer.error is None else str(self._writer.error),
             quarantined=len(self.quarantine.bad),
         )
 
@@ -266,92 +268,38 @@ class RedisCoordinator:
         if self._tasks or self._closed:
             return
         loop = asyncio.get_running_loop()
-        self._writes = asyncio.Queue()
         self._tasks = [
-            loop.create_task(self._writer(), name="alloy-redis-writer"),
+            loop.create_task(self._writer.run(), name="alloy-redis-writer"),
             loop.create_task(self._renewer(), name="alloy-redis-renewer"),
             loop.create_task(self._listener(), name="alloy-redis-cooldown"),
         ]
-
-    def _queue(self, op: tuple[Any, ...]) -> None:
-        self._start()
-        assert self._writes is not None
-        self._writes.put_nowait(op)
-        if op[0] == "unlease":
-            self._releasing.update(op[1])
-
-    async def _until_released(self, key: str) -> bool:
-        """Wait until the writer has written a batch, if a release of slot ``key`` is queued
-        (True); False at once if none is."""
-        if self._releasing[key] <= 0:
-            return False
-        if self._batch_written is None:
-            self._batch_written = asyncio.Event()
-        await self._batch_written.wait()
-        return True
-
-    def _written(self, ops: list[tuple[Any, ...]]) -> None:
-        for op in ops:
-            if op[0] == "unlease":
-                self._releasing.subtract(op[1])
-                for name in op[1]:
-                    if self._releasing[name] <= 0:
-                        del self._releasing[name]
-        written, self._batch_written = self._batch_written, None
-        if written is not None:
-            written.set()
 
     def _publish(self, scope: str, retry_after: float | None) -> None:
         message = orjson.dumps(
             {"scope": scope, "retry_after": retry_after, "from": self._shared.id}
         )
-        self._queue(("publish", self._channel, message))
-
-    async def _writer(self) -> None:
-        """Write queued operations in batches, in order (one key's writes stay ordered)."""
-        queue = self._writes
-        assert queue is not None
-        while True:
-            ops = [await queue.get()]
-            while len(ops) < _BATCH and not queue.empty():
-                ops.append(queue.get_nowait())
-
-            async def build(pipe: Any, ops: list[tuple[Any, ...]] = ops) -> None:
-                for op in ops:
-                    await _add(pipe, op, self._shared)
-
-            try:
-                await self._shared.batch("writing outcomes and releases", build)
-            except CoordinatorError as exc:
-                # The intents stay: a rerun reports those jobs outcome-unknown, never sends.
-                self._write_error = exc
-            finally:
-                self._written(ops)  # written or failed for good: either way, not queued
-                for _ in ops:
-                    queue.task_done()
+        self._writer.queue(Publish(self._channel, message))
 
     async def _renewer(self) -> None:
         """Keep this process's leases and live runs from lapsing."""
         while True:
             await asyncio.sleep(self.lease_ttl / 3)
-            held = list(self._held.items())
-            runs = list(self._live_runs)
-            if held or runs:
+            if len(self._leases) or self.quarantine.live:
                 # A failed renewal is retried on the next tick; a long outage lets the leases
                 # lapse, which other processes read as this one being gone (never twice).
                 with contextlib.suppress(CoordinatorError):
-                    await self._renew(held, runs)
+                    await self._renew()
 
-    async def _renew(self, held: list[tuple[str, str]], runs: list[str]) -> None:
-        ttl_ms = max(1, round(self.lease_ttl * 1000))
-        keys = [key for _, key in held]
-        members = [name.split("|", 1)[0] for name, _ in held]
+    async def _renew(self) -> None:
+        names, members = self._leases.held()
+        runs = bool(self.quarantine.live)
 
         async def build(pipe: Any) -> None:
-            if keys:
-                await self._shared.script(RENEW)(keys=keys, args=[ttl_ms, *members], client=pipe)
+            if names:
+                renew = self._shared.script(RENEW)
+                await renew(keys=names, args=[self._ttl_ms, *members], client=pipe)
             if runs:  # answered with the quarantine: a message missed is made up for
-                await self.quarantine.renew(pipe, runs)
+                await self.quarantine.renew(pipe)
 
         answers = await self._shared.batch("renewing leases", build)
         if runs:
@@ -386,25 +334,3 @@ class RedisCoordinator:
         scope, retry_after = message.get("scope"), message.get("retry_after")
         if isinstance(scope, str) and (retry_after is None or isinstance(retry_after, int | float)):
             self.cooldown.heard(scope, None if retry_after is None else float(retry_after))
-
-
-async def _add(pipe: Any, op: tuple[Any, ...], shared: Shared) -> None:
-    """Queue one operation on ``pipe`` (a script call is queued by awaiting it)."""
-    kind = op[0]
-    if kind == "record":
-        _, key, state, ttl_ms = op
-        pipe.hset(key, "s", state)
-        if ttl_ms:
-            pipe.pexpire(key, ttl_ms)
-    elif kind == "forget":
-        await shared.script(FORGET)(keys=[op[1]], args=[op[2]], client=pipe)
-    elif kind == "unlease":
-        _, names, member = op
-        for name in names:
-            pipe.zrem(name, member)
-    elif kind == "publish":
-        pipe.publish(op[1], op[2])
-    elif kind == "quarantine":
-        _, key, credential_id, why, ttl_ms = op
-        pipe.hset(key, credential_id, why)
-        pipe.pexpire(key, ttl_ms)
