@@ -115,6 +115,29 @@ def _make_tuple_factory(conv: Converter) -> Callable[[Any], Callable[[Any, Any],
     return factory
 
 
+def _split_keys(
+    data: dict[str, Any], key_map: dict[str, str], extra: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """``data``'s fields by their canonical key, and the alias each one came by; unknown keys
+    go to ``extra``. The canonical spelling beats an alias (whose value is kept in ``extra``)."""
+    known: dict[str, Any] = {}
+    via_alias: dict[str, str] = {}
+    for key, value in data.items():
+        target = key_map.get(key)
+        if target is None:
+            extra[key] = value
+        elif key == target:
+            if target in via_alias:
+                extra[via_alias.pop(target)] = known[target]
+            known[target] = value
+        elif target in known:
+            extra[key] = value
+        else:
+            known[target] = value
+            via_alias[target] = key
+    return known, via_alias
+
+
 def _make_model_factory(conv: Converter, strict: bool) -> Callable[[Any], Any]:
     def factory(cls: Any) -> Callable[[Any, Any], Any]:
         attrs.resolve_types(cls)
@@ -146,22 +169,7 @@ def _make_model_factory(conv: Converter, strict: bool) -> Callable[[Any], Any]:
                 data = data[wrapper]
             if normalize is not None:
                 data = normalize(data, extra)
-            known: dict[str, Any] = {}
-            via_alias: dict[str, str] = {}
-            for key, value in data.items():
-                target = key_map.get(key)
-                if target is None:
-                    extra[key] = value
-                elif key == target:
-                    # The canonical spelling beats an alias; the alias's value is kept in extra.
-                    if target in via_alias:
-                        extra[via_alias.pop(target)] = known[target]
-                    known[target] = value
-                elif target in known:
-                    extra[key] = value
-                else:
-                    known[target] = value
-                    via_alias[target] = key
+            known, via_alias = _split_keys(data, key_map, extra)
             for key in dt_keys:
                 raw = known.get(key)
                 if raw is not None:

@@ -150,9 +150,11 @@ class AlloyClient:
         r = self._requester
         view = self._view(r.evolve(observer=chain([r.observer, CaptureObserver()])))
         return RawServices(
-            {name: getattr(view, name) for name in ("users", "connectors", "actions",
-                                                    "credentials", "files")}
-        )  # fmt: skip
+            {
+                name: getattr(view, name)
+                for name in ("users", "connectors", "actions", "credentials", "files")
+            }
+        )
 
     @classmethod
     def _view(cls, requester: Requester) -> AlloyClient:

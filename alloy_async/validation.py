@@ -149,9 +149,10 @@ class ActionValidator:
             if e.validator == "required" and isinstance(e.instance, Mapping):
                 # Point at the missing field itself (one error per missing field).
                 missing = [
-                    r for r in e.validator_value
+                    r
+                    for r in e.validator_value
                     if isinstance(r, str) and r not in e.instance and (pointer, r) not in named
-                ]  # fmt: skip
+                ]
                 if missing:
                     named.add((pointer, missing[0]))
                     pointer += _pointer([missing[0]])

@@ -129,7 +129,6 @@ class RedisCoordinator:
         check_number("adaptive_limit", adaptive_limit, low=1, integer=True)
         self.namespace = namespace
         self.lease_ttl = float(lease_ttl)
-        self._ttl_ms = max(1, round(self.lease_ttl * 1000))
         self.outcome_ttl = outcome_ttl
         self._shared = Shared(url, op_timeout=op_timeout, unavailable_timeout=unavailable_timeout)
         self._prefix = f"alloy:{{{namespace}}}:"
@@ -151,6 +150,11 @@ class RedisCoordinator:
         self.slots = default.slots
         self.rate: RedisRate | None = None
         self.journal = default.journal
+
+    @property
+    def _ttl_ms(self) -> int:
+        """``lease_ttl`` in milliseconds, as Redis takes it."""
+        return max(1, round(self.lease_ttl * 1000))
 
     def __repr__(self) -> str:
         return f"RedisCoordinator({safe_url(self._shared.url)!r}, namespace={self.namespace!r})"

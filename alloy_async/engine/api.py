@@ -110,9 +110,13 @@ def execute_many(
     check_number("deadline", deadline, low=0, strict=True, optional=True)
     if coordinator is None:
         coordinator = InProcessCoordinator.build(
-            concurrency=concurrency, per_user=per_user, per_connector=per_connector, rate=rate,
-            adaptive=adaptive, checkpoint=checkpoint,
-        )  # fmt: skip
+            concurrency=concurrency,
+            per_user=per_user,
+            per_connector=per_connector,
+            rate=rate,
+            adaptive=adaptive,
+            checkpoint=checkpoint,
+        )
     elif isinstance(coordinator, Configurable):
         if checkpoint is not None:
             raise InvalidRequestError(

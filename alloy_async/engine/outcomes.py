@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 import attrs
 
@@ -30,7 +29,7 @@ from .journal import State
 from .quarantine import credential_failure
 
 __all__ = [
-    "Entry",
+    "Finished",
     "OutcomeChannel",
     "Tally",
     "journal_state",
@@ -38,8 +37,18 @@ __all__ = [
     "raised_after_answer",
 ]
 
-#: (index, outcome, journal key, what to journal: a State, or None to forget the key)
-Entry = tuple[int, JobOutcome, "str | None", "State | None"]
+
+@attrs.frozen
+class Finished:
+    """One job's outcome on its way to the consumer, and what the journal keeps of it."""
+
+    #: The job's position in the input.
+    index: int
+    outcome: JobOutcome
+    #: The journal key to write once the consumer has taken it (None: nothing to journal).
+    key: str | None
+    #: What to journal: its state, or None to forget the key (the server never acted).
+    state: State | None
 
 
 def kind_of(error: BaseException | None) -> State:
@@ -175,34 +184,34 @@ class OutcomeChannel:
         on_emit: Callable[[], None],
     ) -> None:
         self._size = size
-        self._items: deque[Entry] = deque()
+        self._items: deque[Finished] = deque()
         self._getter: asyncio.Future[None] | None = None  # the consumer, waiting for one
         self._room = Bell()  # workers waiting for room
         self._ordered = ordered
         self._taken = taken
         self._on_emit = on_emit
-        self._reorder: dict[int, Entry] = {}
+        self._reorder: dict[int, Finished] = {}
         self._skipped: set[int] = set()
-        self._late: deque[Entry] = deque()
-        self._unacked: Entry | None = None
+        self._late: deque[Finished] = deque()
+        self._unacked: Finished | None = None
         self._all_done = False
         self._done_seen = False
         self.next_emit = 0
 
-    async def put(self, entry: Entry) -> None:
+    async def put(self, entry: Finished) -> None:
         """Hand an outcome on (waits while the consumer is ``size`` behind)."""
         while len(self._items) >= self._size and not self._all_done:
             await self._room.wait()  # rung once per outcome taken, and at close
         self._push(entry)
 
-    def offer(self, entry: Entry) -> bool:
+    def offer(self, entry: Finished) -> bool:
         """Hand an outcome on if there is room now (True); else :meth:`put` must wait."""
         if len(self._items) >= self._size:
             return False
         self._push(entry)
         return True
 
-    def _push(self, entry: Entry) -> None:
+    def _push(self, entry: Finished) -> None:
         self._items.append(entry)
         self._wake_consumer()
 
@@ -213,7 +222,7 @@ class OutcomeChannel:
             if not getter.done():
                 getter.set_result(None)
 
-    def put_late(self, entry: Entry) -> None:
+    def put_late(self, entry: Finished) -> None:
         """Hand on the outcome of a call given up at a stop (from a worker being cancelled)."""
         self._late.append(entry)
         self._wake_consumer()
@@ -236,11 +245,11 @@ class OutcomeChannel:
         entry = self._unacked
         if entry is not None:
             self._unacked = None
-            self._taken(entry[2], entry[3])
+            self._taken(entry.key, entry.state)
 
-    def pending(self) -> list[Entry]:
+    def pending(self) -> list[Finished]:
         """Take every outcome the consumer has not taken (the run is being closed)."""
-        out: list[Entry] = [*self._late, *self._reorder.values()]
+        out: list[Finished] = [*self._late, *self._reorder.values()]
         self._late.clear()
         self._reorder.clear()
         out.extend(self._items)
@@ -257,7 +266,7 @@ class OutcomeChannel:
         got = items.popleft()
         self._room.ring()
         self._unacked = got
-        return got[1]
+        return got.outcome
 
     async def next(self) -> JobOutcome | None:
         """The next outcome for the consumer, or None when the run has ended."""
@@ -274,9 +283,9 @@ class OutcomeChannel:
                 self.next_emit += 1
                 self._on_emit()
                 self._unacked = entry
-                return entry[1]
+                return entry.outcome
             if self._late:
-                got: Any = self._late.popleft()
+                got = self._late.popleft()
             elif items:
                 got = items.popleft()
                 self._room.ring()
@@ -296,5 +305,5 @@ class OutcomeChannel:
                 continue
             if not self._ordered:
                 self._unacked = got
-                return got[1]  # type: ignore[no-any-return]
-            self._reorder[got[0]] = got
+                return got.outcome
+            self._reorder[got.index] = got

@@ -16,40 +16,58 @@ Jobs decided without sending (a bad job, an intent an earlier run left) come fir
 
 from __future__ import annotations
 
+import enum
 from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Any
 
-__all__ = ["USER_FULL", "FairScheduler", "Slot"]
+import attrs
+
+__all__ = ["USER_FULL", "FairScheduler", "Slot", "Stage"]
 
 #: ``try_start`` answer: the slot's user is at its cap.
 USER_FULL = "user-full"
 
 
+class Stage(enum.IntEnum):
+    """Where a job is in its life (``engine/life.py`` tells the whole of it)."""
+
+    #: Waiting in the scheduler; it holds nothing.
+    QUEUED = 0
+    #: Picked by a worker: it holds its slots (and, on a shared coordinator, its leases).
+    PICKED = 1
+    #: Its intent is durable: from here a stop takes the intent back, a crash leaves it.
+    INTENDED = 2
+    #: Its request may reach the server: from here it is never sent again.
+    SENDING = 3
+    #: Its slots are given back; its outcome is on its way (or it is queued again).
+    DONE = 4
+
+
+@attrs.define(eq=False)
 class Slot:
-    """One job on its way through the engine (what it needs, what it has cost so far)."""
+    """One job on its way through the engine: what it needs, where it is, what it cost."""
 
-    __slots__ = (
-        "attempts", "index", "job", "key", "keys", "leased", "preset", "requeues", "scope",
-        "t_in", "throttled", "user",
-    )  # fmt: skip
-
-    def __init__(
-        self, index: int, job: Any, key: str | None, keys: Any, scope: str, user: str
-    ) -> None:
-        self.index = index
-        self.job = job
-        self.key = key
-        self.keys = keys
-        self.scope = scope
-        self.user = user
-        self.attempts = 0
-        self.requeues = 0
-        self.throttled = 0.0
-        self.leased = False  # holds leases of a shared coordinator
-        self.t_in = 0.0  # when it was queued (read only when the run is traced)
-        # An outcome decided without sending: a bad job, or an intent an earlier run left.
-        self.preset: BaseException | None = None
+    index: int
+    job: Any
+    #: Its journal key (None: no journal, or a bad job without one).
+    key: str | None
+    #: The capped keys it needs (``("user", id)``, ``("connector", id)``).
+    keys: Any
+    #: Its cool-down scope (a connector).
+    scope: str
+    user: str
+    stage: Stage = Stage.QUEUED
+    attempts: int = 0
+    requeues: int = 0
+    throttled: float = 0.0
+    #: It holds leases of a shared coordinator.
+    leased: bool = False
+    #: When it was queued, and how long it waited for its rate permit (read when traced).
+    t_in: float = 0.0
+    rate_wait: float = 0.0
+    #: An outcome decided without sending: a bad job, or an intent an earlier run left.
+    preset: BaseException | None = None
 
 
 TryStart = Callable[[Slot], Hashable | None]

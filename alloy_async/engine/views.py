@@ -8,8 +8,8 @@ from ..models.bulk import BulkReport
 from .admission import Admission
 from .coordinator import CoolDown, Coordinator, KeyedSlots, RateBudget
 from .journal import Journal
+from .life import JobLife
 from .outcomes import Tally
-from .quarantine import Quarantine
 from .state import Flow
 
 __all__ = ["RunViews"]
@@ -22,7 +22,7 @@ class RunViews:
     _admission: Admission
     _flow: Flow
     _tally: Tally
-    _quarantine: Quarantine
+    _life: JobLife
 
     @property
     def limiter(self) -> KeyedSlots:
@@ -56,6 +56,6 @@ class RunViews:
         return self._tally.report(
             waiting=flow.buffered if flow.stopping else 0,
             wall_time=wall,
-            quarantined=self._quarantine.refused,
-            quarantined_credentials=tuple(self._quarantine.credentials),
+            quarantined=self._life.quarantine.refused,
+            quarantined_credentials=tuple(self._life.quarantine.credentials),
         )

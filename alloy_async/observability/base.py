@@ -197,9 +197,14 @@ class HookObserver(Observer):
     async def answered(self, call: CallInfo, response: Response, elapsed: float) -> None:
         if self._response:
             event = ResponseEvent(
-                call.operation, redacted(call.request), call.attempt, response.status,
-                response.headers, response.request_id, elapsed,
-            )  # fmt: skip
+                call.operation,
+                redacted(call.request),
+                call.attempt,
+                response.status,
+                response.headers,
+                response.request_id,
+                elapsed,
+            )
             await _fire(self._response, event)
 
     async def retrying(self, call: CallInfo, delay: float, reason: AlloyError) -> None:

@@ -161,9 +161,12 @@ class OpenTelemetryObserver(Observer):
         state: _CallState = call.state
         state.span.add_event(
             "retry",
-            {"alloy.attempt": call.attempt, "alloy.retry.delay_s": delay,
-             "error.type": type(reason).__name__},
-        )  # fmt: skip
+            {
+                "alloy.attempt": call.attempt,
+                "alloy.retry.delay_s": delay,
+                "error.type": type(reason).__name__,
+            },
+        )
         self._retries.add(
             1, {"alloy.operation": call.operation, "error.type": type(reason).__name__}
         )
