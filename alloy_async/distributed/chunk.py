@@ -7,6 +7,11 @@ the shared coordinator, whose journal never lets two workers send the same key. 
 live worker holds is waited for (its row appears when it finishes, or its run dies and the job
 is reported outcome-unknown). Each row is stored in the journal before the engine records the
 job's outcome (it does so when the next outcome is asked for), so a row is never lost.
+
+A job the engine refused to send because the coordinator failed (Redis unreachable past
+``unavailable_timeout`` while taking its rate permit or writing its intent) has no outcome of
+its own: the other copy of the chunk, which the queue hands out after such an outage, may send
+it. Its row is neither stored nor returned; the next pass reads the journal (or sends it).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any, Protocol
 from ..engine.journal import State
 from ..engine.outcomes import journal_state
 from ..engine.rows import outcome_json
-from ..errors import InvalidRequestError
+from ..errors import InvalidRequestError, JournalError
 from ..models import ExecuteJob
 from ._journal import RedisJournal, Stored
 from .coordinator import RedisCoordinator
@@ -67,12 +72,17 @@ async def run_chunk(
         "per_connector": per_connector,
     }
     todo = list(range(len(plain)))
+    unsent: JournalError | None = None  # the coordinator failed before a job was sent
     while todo:
         await _from_journal(journal, todo, keys, lines, rows)
         todo = [i for i in todo if rows[i] is None]
         if not todo:
             break
-        await _execute(alloy, coordinator, journal, todo, plain, keys, lines, rows, options)
+        failed = await _execute(alloy, coordinator, todo, plain, keys, lines, rows, options)
+        if failed is not None:
+            if unsent is not None:  # failed again: not a pause that ended (a rerun sends them)
+                raise failed
+            unsent = failed
         todo = [i for i in todo if rows[i] is None]
         if todo:  # held by another live worker: wait until it stores their rows or dies
             await asyncio.sleep(_POLL)
@@ -134,17 +144,24 @@ def _bare(key: str, line: Any, state: State) -> dict[str, Any]:
 async def _execute(
     alloy: _Client,
     coordinator: RedisCoordinator,
-    journal: RedisJournal,
     todo: list[int],
     plain: list[dict[str, Any]],
     keys: list[str | None],
     lines: list[Any],
     rows: list[dict[str, Any] | None],
     options: dict[str, Any],
-) -> None:
+) -> JournalError | None:
+    """One ``execute_many`` pass over ``todo``; the coordinator's error if it left a job unsent."""
+    unsent: JournalError | None = None
     run = alloy.actions.execute_many([plain[i] for i in todo], coordinator=coordinator, **options)
     async with run:
         async for outcome in run:
+            if isinstance(outcome.error, JournalError):
+                # Not sent by this run and not journaled: no row (a 'not sent' row stored here
+                # could overwrite the row of a copy that did send it, and a returned one would
+                # be written for a job that copy ran). The next pass looks in the journal.
+                unsent = outcome.error
+                continue
             i = todo[outcome.index]
             row = outcome_json(outcome, lines[i])
             key = keys[i]
@@ -153,3 +170,4 @@ async def _execute(
             if key is not None and (outcome.ok or journal_state(outcome.error) is not None):
                 await run.journal.save_rows({key: row})
             rows[i] = row
+    return unsent
