@@ -35,6 +35,7 @@ from .errors import (
     status_error_class,
 )
 from .models._base import non_finite_path
+from .models._fields import SNAKE
 
 __all__ = [
     "RequestDefaults",
@@ -248,18 +249,12 @@ def _check_user_id(uid: str) -> None:
         check_header("x-alloy-userid", uid)  # raises, naming the header
 
 
-#: Body keys of the documented requests -> the argument the caller gave them as.
-_ARGUMENTS = {
-    "requestBody": "request_body",
-    "queryParameters": "query_parameters",
-    "pathParams": "path_params",
-    "additionalHeaders": "additional_headers",
-}
 _CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
 def _argument_name(key: str) -> str:
-    return _ARGUMENTS.get(key) or _CAMEL_HUMP.sub("_", key).lower()
+    """A body key as the argument the caller gave it as (``requestBody``: ``request_body``)."""
+    return SNAKE.get(key) or _CAMEL_HUMP.sub("_", key).lower()
 
 
 def refuse_non_finite(

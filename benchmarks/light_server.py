@@ -20,7 +20,7 @@ import asyncio
 
 from aiohttp import web
 
-from alloy_async.cli._common import wait_for_stop
+from alloy_async.cli._signals import wait_for_stop
 
 HOST = "127.0.0.1"  # loopback only, like the sandbox
 API_KEY = "sk_light_benchmark_key"

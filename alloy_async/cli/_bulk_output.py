@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterable
 from typing import Any, TextIO
 
+import attrs
 import click
 import orjson
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -20,12 +21,51 @@ from ..engine.journal import SqliteJournal, State
 from ..engine.rows import dumps_line, outcome_json
 from ..errors import JournalError
 from ..models import ExecuteJob
+from ._bulk_input import BadLine
 from ._bulk_options import BulkOptions, BulkUsageError
 from ._common import err_console, say
 
 __all__ = [
-    "dumps_line", "keys_in_out", "outcome_json", "say_quarantined", "write_outcomes", "write_row",
-]  # fmt: skip
+    "Tally",
+    "dumps_line",
+    "keys_in_out",
+    "outcome_json",
+    "say_quarantined",
+    "write_outcomes",
+    "write_row",
+]
+
+
+@attrs.define
+class Tally:
+    """What a bulk run counts and says on stderr besides the engine's report: bad lines and
+    duplicates (both drivers); the rows written, by kind (``bulk --redis``, whose rows come
+    from the workers)."""
+
+    ok: int = 0
+    failed: int = 0
+    unknown: int = 0
+    already: int = 0  # keys --out already has a line for: skipped
+    duplicates: int = 0
+    bad: int = 0
+    lost_jobs: int = 0  # in chunks whose task failed: no line written
+    quarantined: int = 0  # failed without being sent: their credential is quarantined
+    quarantined_credentials: dict[str, None] = attrs.Factory(dict)
+
+    @property
+    def written(self) -> int:
+        """Rows written to --out."""
+        return self.ok + self.failed + self.unknown
+
+    def bad_line(self, item: BadLine) -> None:
+        """Count an input line that is not a job, and say which and why."""
+        self.bad += 1
+        say(f"line {item.number}: {item.message}", "red")
+
+    def duplicate(self, where: str, key: str) -> None:
+        """Count a job whose key an earlier job of the run had (``where``: its line)."""
+        self.duplicates += 1
+        say(f"{where}: duplicate of an earlier job with key {key}, skipped", "red")
 
 
 def say_quarantined(jobs: int, credentials: Iterable[str], rerun: str) -> None:

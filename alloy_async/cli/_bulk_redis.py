@@ -25,6 +25,7 @@ from rich.progress import Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from ..engine.rows import dumps_line
 from ..models import ExecuteJob
+from ..models._fields import CAMEL, OPTIONAL
 from ._bulk_input import BadLine, JobReader
 from ._bulk_options import (
     BulkOptions,
@@ -35,8 +36,9 @@ from ._bulk_options import (
     check_redis_reachable,
     run_on_files,
 )
-from ._bulk_output import keys_in_out, say_quarantined
+from ._bulk_output import Tally, keys_in_out, say_quarantined
 from ._common import err_console, say
+from ._signals import Signals
 
 if TYPE_CHECKING:
     from ..distributed.taskiq import ChunkBroker, ChunkResult
@@ -57,8 +59,6 @@ FLUSH_AFTER = 0.2
 POLL_MIN, POLL_MAX = 0.02, 0.25
 #: Seconds without any row before the driver looks at the queue (lost chunks, no workers).
 STALL = 15.0
-#: Seconds one Redis command may take before it counts as failed (and is retried).
-OP_TIMEOUT = 10.0
 #: A chunk lost this many times (acked without a result, or Redis lost the queue) is failed.
 MAX_RESENDS = 3
 
@@ -79,15 +79,6 @@ def run_redis_bulk(opts: BulkOptions, where: RedisOptions) -> int:
     )
 
 
-_OPTIONAL = {
-    "userId": "user_id",
-    "requestBody": "request_body",
-    "queryParameters": "query_parameters",
-    "pathParams": "path_params",
-    "additionalHeaders": "additional_headers",
-}
-
-
 def _job_mapping(job: ExecuteJob, line: int) -> dict[str, Any]:
     """The job as the task message carries it, with its key made explicit and its line."""
     mapping: dict[str, Any] = {
@@ -97,7 +88,7 @@ def _job_mapping(job: ExecuteJob, line: int) -> dict[str, Any]:
         "key": job.effective_key,
         "_line": line,
     }
-    values = {name: getattr(job, attr) for name, attr in _OPTIONAL.items()}
+    values = {CAMEL[name]: getattr(job, name) for name in OPTIONAL}
     return mapping | {name: value for name, value in values.items() if value is not None}
 
 
@@ -106,23 +97,6 @@ class _Chunk:
     jobs: list[dict[str, Any]]  # kept to send again if the queue loses the chunk
     resends: int = 0
     entry: bytes | str | None = None  # its stream entry (an ack deletes it)
-
-
-@attrs.define
-class _Tally:
-    ok: int = 0
-    failed: int = 0
-    unknown: int = 0
-    already: int = 0
-    duplicates: int = 0
-    bad: int = 0
-    lost_jobs: int = 0  # in chunks whose task failed: no line written
-    quarantined: int = 0  # failed without being sent: their credential is quarantined
-    quarantined_credentials: dict[str, None] = attrs.Factory(dict)
-
-    @property
-    def written(self) -> int:
-        return self.ok + self.failed + self.unknown
 
 
 class _Driver:
@@ -135,12 +109,12 @@ class _Driver:
         self.done = done  # keys --out has a line for: skipped
         self.sent_keys: set[str] = set()  # keys sent by this run: a second one is a duplicate
         self.torn = torn
-        self.tally = _Tally()
+        self.tally = Tally()
         self.outstanding: dict[str, _Chunk] = {}
         self.window = asyncio.Semaphore(WINDOW)
         self.wake = asyncio.Event()  # cuts the collector's nap short: a chunk sent, a signal
         self.fed = False  # the input is exhausted (or sending stopped)
-        self.signum: int | None = None
+        self.signals = Signals(self._stop, self._give_up)
         self.abort = False
         self.last_row = time.monotonic()
         self.last_look = 0.0
@@ -154,12 +128,10 @@ class _Driver:
         from ..distributed.coordinator import RedisCoordinator
         from ..distributed.taskiq import make_broker
 
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._on_signal, sig)
+        self.signals.install()
         reader: JobReader | None = None
         try:
-            reader = JobReader(fd, loop, close_fd=close_fd)
+            reader = JobReader(fd, asyncio.get_running_loop(), close_fd=close_fd)
             await check_redis_reachable(self.where.url)
             self.broker = make_broker(self.where.url, queue=self.where.queue)
             # A live run of the namespace for the whole run: the quarantine the workers share
@@ -183,14 +155,13 @@ class _Driver:
                 reader.close()
             elif close_fd:
                 os.close(fd)
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+            self.signals.remove()
         return self._report()
 
     async def _redis(self, what: str, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """``fn(broker, *args)``, retried while Redis is unreachable (a restart is a pause);
         past the worker's own limit a CoordinatorError (exit 1)."""
-        from ..distributed.taskiq import UNAVAILABLE, through_outage
+        from ..distributed.taskiq import OP_TIMEOUT, UNAVAILABLE, through_outage
 
         said = False
 
@@ -211,20 +182,25 @@ class _Driver:
             on_retry=retrying,
         )
 
-    def _on_signal(self, sig: signal.Signals) -> None:
-        if self.signum is None:
-            self.signum = int(sig)
-            self.fed = True
-            self.wake.set()
-            say(
-                f"{sig.name} received: sending stopped; the chunks outstanding get "
-                f"{self.opts.grace:g} s to finish (send {sig.name} again to stop waiting)",
-                "yellow",
-            )
-        else:
-            say(f"{sig.name} received again: not waiting for the chunks outstanding", "yellow")
-            self.abort = True
-            self.wake.set()
+    @property
+    def signum(self) -> int | None:
+        """The first SIGINT / SIGTERM received: sending stopped."""
+        received = self.signals.received
+        return None if received is None else int(received)
+
+    def _stop(self, sig: signal.Signals) -> None:
+        self.fed = True
+        self.wake.set()
+        say(
+            f"{sig.name} received: sending stopped; the chunks outstanding get "
+            f"{self.opts.grace:g} s to finish (send {sig.name} again to stop waiting)",
+            "yellow",
+        )
+
+    def _give_up(self, sig: signal.Signals) -> None:
+        say(f"{sig.name} received again: not waiting for the chunks outstanding", "yellow")
+        self.abort = True
+        self.wake.set()
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -264,14 +240,12 @@ class _Driver:
 
     def _admit(self, item: BadLine | tuple[int, ExecuteJob]) -> dict[str, Any] | None:
         if isinstance(item, BadLine):
-            self.tally.bad += 1
-            say(f"line {item.number}: {item.message}", "red")
+            self.tally.bad_line(item)
             return None
         number, job = item
         key = job.effective_key
         if key in self.sent_keys:
-            self.tally.duplicates += 1
-            say(f"line {number}: duplicate of an earlier job with key {key}, skipped", "red")
+            self.tally.duplicate(f"line {number}", key)
             return None
         if key in self.done:
             self.tally.already += 1
@@ -480,16 +454,16 @@ class _Driver:
             say_quarantined(
                 t.quarantined, t.quarantined_credentials, " with the same --namespace and --out"
             )
-        if self.signum is not None:
+        if self.signals.received is not None:
             left = sum(len(c.jobs) for c in self.outstanding.values())
-            name = signal.Signals(self.signum).name
+            name = self.signals.received.name
             say(
                 f"stopped by {name}"
                 + (f"; {left} job(s) sent but not written" if left else "")
                 + ": rerun with the same --namespace and --out to finish (nothing is sent "
                 "twice)"
             )
-            return 128 + self.signum
+            return self.signals.exit_code
         if t.failed or t.unknown or t.bad or t.duplicates or t.lost_jobs:
             return 1
         return 0

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import functools
 import json
-import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -34,7 +33,6 @@ __all__ = [
     "open_client",
     "run_async",
     "say",
-    "wait_for_stop",
 ]
 
 T = TypeVar("T")
@@ -130,13 +128,3 @@ def json_arg(name: str, text: str | None) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not JSON: {exc}", param_hint=name) from None
-
-
-async def wait_for_stop() -> None:
-    """Return on the first SIGINT or SIGTERM (servers that run until stopped)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()

@@ -8,7 +8,6 @@ writes the outcomes (:mod:`._bulk_output`). Everything runs in the command's own
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sys
@@ -16,7 +15,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TextIO
 
-import attrs
 import click
 from click.core import ParameterSource
 
@@ -34,8 +32,9 @@ from ._bulk_options import (
     check_numbers,
     run_on_files,
 )
-from ._bulk_output import say_quarantined, write_outcomes
+from ._bulk_output import Tally, say_quarantined, write_outcomes
 from ._common import common, open_client, say
+from ._signals import Signals
 
 __all__ = ["ClientFactory", "bulk", "run_bulk"]
 
@@ -166,74 +165,44 @@ def bulk(
 
 
 class _Stopper:
-    """SIGTERM / SIGINT handlers on the loop while the run is active.
+    """What a signal does to the run (handled by :class:`._signals.Signals`).
 
     First signal: ``run.stop(grace=...)``: nothing new is dispatched, calls in flight get
     ``grace`` seconds. Second signal: ``grace=0``: they are given up now (OutcomeUnknownError).
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, grace: float) -> None:
-        self._loop = loop
+    def __init__(self, grace: float) -> None:
         self._grace = grace
-        self._installed: list[signal.Signals] = []
-        self.signum: int | None = None
         self.run: BulkRun | None = None
-        self.finished = False
+        self.signals = Signals(self._stop, self._give_up)
 
-    def stopped_by(self) -> int | None:
-        """The first SIGINT / SIGTERM received before the run ended, if any."""
-        return self.signum
-
-    def install(self) -> None:
-        for sig in self.SIGNALS:
-            try:
-                self._loop.add_signal_handler(sig, self._on_signal, sig)
-            except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover
-                continue  # Windows, or not the main thread: Ctrl-C cancels instead
-            self._installed.append(sig)
-
-    def remove(self) -> None:
-        for sig in self._installed:
-            with contextlib.suppress(RuntimeError, ValueError):
-                self._loop.remove_signal_handler(sig)
-        self._installed.clear()
-
-    def _on_signal(self, sig: signal.Signals) -> None:
-        if self.finished:
-            return  # the run is over; we are about to exit anyway
+    def _stop(self, sig: signal.Signals) -> None:
         name = sig.name
-        if self.signum is None:
-            self.signum = int(sig)
-            if self.run is None:
-                say(f"{name} received before the run started: nothing was executed", "yellow")
-                return
-            if self._grace > 0:
-                say(
-                    f"{name} received: dispatch stopped; jobs in flight get {self._grace:g} s "
-                    f"to finish (send {name} again to give up on them now)",
-                    "yellow",
-                )
-            else:
-                say(f"{name} received: dispatch stopped; giving up on jobs in flight", "yellow")
-            self.run.stop(f"{name} received", grace=self._grace)
-        elif self.run is not None:
+        if self.run is None:
+            say(f"{name} received before the run started: nothing was executed", "yellow")
+            return
+        if self._grace > 0:
             say(
-                f"{name} received again: giving up on jobs in flight now "
-                "(each is reported as OutcomeUnknownError and never re-sent)",
+                f"{name} received: dispatch stopped; jobs in flight get {self._grace:g} s "
+                f"to finish (send {name} again to give up on them now)",
                 "yellow",
             )
-            self.run.stop(f"{name} received", grace=0)
+        else:
+            say(f"{name} received: dispatch stopped; giving up on jobs in flight", "yellow")
+        self.run.stop(f"{name} received", grace=self._grace)
+
+    def _give_up(self, sig: signal.Signals) -> None:
+        if self.run is None:
+            return
+        say(
+            f"{sig.name} received again: giving up on jobs in flight now "
+            "(each is reported as OutcomeUnknownError and never re-sent)",
+            "yellow",
+        )
+        self.run.stop(f"{sig.name} received", grace=0)
 
 
 # -- the run -------------------------------------------------------------------------------
-
-
-@attrs.define
-class _Tally:
-    bad: int = 0
-    duplicates: int = 0
 
 
 def run_bulk(opts: BulkOptions, client: ClientFactory) -> int:
@@ -252,30 +221,27 @@ def run_bulk(opts: BulkOptions, client: ClientFactory) -> int:
 async def _bulk(
     opts: BulkOptions, fd: int, close_fd: bool, out: TextIO, client: ClientFactory
 ) -> int:
-    loop = asyncio.get_running_loop()
-    stopper = _Stopper(loop, opts.grace)
-    stopper.install()
-    try:
-        reader = JobReader(fd, loop, close_fd=close_fd)
-    except BaseException:
-        if close_fd:
-            os.close(fd)
-        stopper.remove()
-        raise
-    try:
-        if opts.dry_run:
-            async with client(max_connections=opts.concurrency) as alloy:
-                return await dry_run(opts, reader, out, alloy)
-        return await _execute(opts, reader, out, client, stopper)
-    finally:
-        reader.close()
-        stopper.remove()
+    stopper = _Stopper(opts.grace)
+    with stopper.signals:
+        try:
+            reader = JobReader(fd, asyncio.get_running_loop(), close_fd=close_fd)
+        except BaseException:
+            if close_fd:
+                os.close(fd)
+            raise
+        try:
+            if opts.dry_run:
+                async with client(max_connections=opts.concurrency) as alloy:
+                    return await dry_run(opts, reader, out, alloy)
+            return await _execute(opts, reader, out, client, stopper)
+        finally:
+            reader.close()
 
 
 async def _execute(
     opts: BulkOptions, reader: JobReader, out: TextIO, client: ClientFactory, stopper: _Stopper
 ) -> int:
-    tally = _Tally()
+    tally = Tally()
     # id(job) -> (line number, job): the job is held so its id cannot be reused while listed;
     # an entry leaves when the job's outcome or skip arrives, so the map stays small.
     lines_of: dict[int, tuple[int, ExecuteJob]] = {}
@@ -283,8 +249,7 @@ async def _execute(
     async def jobs() -> AsyncIterator[ExecuteJob]:
         async for item in reader.items():
             if isinstance(item, BadLine):
-                tally.bad += 1
-                say(f"line {item.number}: {item.message}", "red")
+                tally.bad_line(item)
                 continue
             number, job = item
             lines_of[id(job)] = (number, job)
@@ -293,17 +258,13 @@ async def _execute(
     def on_skip(job: ExecuteJob, reason: str) -> None:
         entry = lines_of.pop(id(job), None)
         if reason == "duplicate":
-            tally.duplicates += 1
             where = f"line {entry[0]}" if entry is not None else "a line"
-            say(
-                f"{where}: duplicate of an earlier job with key {job.effective_key}, skipped",
-                "red",
-            )
+            tally.duplicate(where, job.effective_key)
 
     async with client(max_connections=opts.concurrency) as alloy:
-        early = stopper.stopped_by()
-        if early is not None:  # stopped while connecting: nothing was sent
-            return 128 + early
+        signals = stopper.signals
+        if signals.exit_code:  # stopped while connecting: nothing was sent
+            return signals.exit_code
         run = alloy.actions.execute_many(
             jobs(),
             concurrency=opts.concurrency,
@@ -319,7 +280,7 @@ async def _execute(
         try:
             await write_outcomes(run, out, lines_of, opts)
         finally:
-            stopper.finished = True
+            signals.ignore()  # the run is over; we are about to exit anyway
         report = run.report
     say(report.summary())
     if report.quarantined:
@@ -327,9 +288,8 @@ async def _execute(
         say_quarantined(report.quarantined, report.quarantined_credentials, again)
     if tally.bad:
         say(f"{tally.bad} bad line(s) skipped")
-    signum = stopper.stopped_by()
-    if signum is not None:
-        name = signal.Signals(signum).name
+    if signals.received is not None:
+        name = signals.received.name
         if opts.checkpoint is not None:
             say(
                 f"stopped by {name}: rerun with the same --checkpoint to run the jobs not "
@@ -337,7 +297,7 @@ async def _execute(
             )
         else:
             say(f"stopped by {name}; without --checkpoint a rerun executes every job again")
-        return 128 + signum
+        return signals.exit_code
     if tally.bad or tally.duplicates or report.failed or report.outcome_unknown:
         return 1
     return 0

@@ -10,7 +10,7 @@ from ..errors import ConfigurationError
 from ..sandbox import SandboxServer, fault_plan, parse_duration
 from ..testing.fake import FakeAlloy
 from ..testing.seed import seed_demo
-from ._common import wait_for_stop
+from ._signals import wait_for_stop
 
 __all__ = ["sandbox_cmd"]
 

@@ -20,6 +20,7 @@ import click
 from ..client import AlloyClient
 from ._bulk_options import DEFAULT_QUEUE, BulkUsageError, check_redis_reachable, check_redis_url
 from ._common import common, open_client, run_async, say
+from ._signals import Signals
 
 __all__ = ["worker"]
 
@@ -126,26 +127,22 @@ async def _work(
 ) -> int:
     from ..distributed.taskiq import ChunkRunner, make_broker, serve
 
-    loop = asyncio.get_running_loop()
     stop, abort = asyncio.Event(), asyncio.Event()
-    got: list[signal.Signals] = []
 
-    def on_signal(sig: signal.Signals) -> None:
-        got.append(sig)
-        if len(got) == 1:
-            say(
-                f"{sig.name} received: taking no new chunk; the chunks running get {grace:g} s "
-                f"to finish (send {sig.name} again to give up on them now)",
-                "yellow",
-            )
-            stop.set()
-        else:
-            say(f"{sig.name} received again: giving up on the chunks running", "yellow")
-            abort.set()
+    def on_stop(sig: signal.Signals) -> None:
+        say(
+            f"{sig.name} received: taking no new chunk; the chunks running get {grace:g} s "
+            f"to finish (send {sig.name} again to give up on them now)",
+            "yellow",
+        )
+        stop.set()
+
+    def on_give_up(sig: signal.Signals) -> None:
+        say(f"{sig.name} received again: giving up on the chunks running", "yellow")
+        abort.set()
 
     await check_redis_reachable(url)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
+    signals = Signals(on_stop, on_give_up)
     runner = ChunkRunner(url, client, concurrency=concurrency)
     broker = make_broker(url, queue=queue, idle_timeout=idle_timeout, runner=runner)
 
@@ -155,15 +152,14 @@ async def _work(
 
     ticker = asyncio.create_task(_progress(runner))
     try:
-        finished = await serve(broker, runner, stop=stop, abort=abort, grace=grace, ready=ready)
+        with signals:
+            finished = await serve(broker, runner, stop=stop, abort=abort, grace=grace, ready=ready)
     finally:
         ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await ticker
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
     say(_line(runner) + ("" if finished else "; chunks given up on go to another worker"))
-    return 0 if finished or not got else 128 + int(got[0])
+    return 0 if finished else signals.exit_code
 
 
 def _line(runner: Any) -> str:

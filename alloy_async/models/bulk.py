@@ -15,6 +15,7 @@ import orjson
 
 from ..errors import InvalidRequestError
 from ._base import non_finite_path, redact_header_values, repr_masked
+from ._fields import CAMEL, SNAKE
 
 __all__ = ["BulkReport", "ExecuteJob", "JobOutcome"]
 
@@ -59,20 +60,7 @@ def _check_job(job: ExecuteJob, _attribute: attrs.Attribute[Any], _value: str | 
 
 
 # camelCase (the wire / Alloy docs spelling) and snake_case both map to the attribute name.
-_FIELD_ALIASES: dict[str, str] = {}
-for _name, _camel in (
-    ("connector_id", "connectorId"),
-    ("action_id", "actionId"),
-    ("credential_id", "credentialId"),
-    ("user_id", "userId"),
-    ("request_body", "requestBody"),
-    ("query_parameters", "queryParameters"),
-    ("path_params", "pathParams"),
-    ("additional_headers", "additionalHeaders"),
-    ("key", "key"),
-):
-    _FIELD_ALIASES[_name] = _name
-    _FIELD_ALIASES[_camel] = _name
+_FIELD_ALIASES: dict[str, str] = {name: name for name in CAMEL} | SNAKE
 
 
 @attrs.frozen(slots=True)

@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 from .._env import logger
-from ..errors import InvalidRequestError, UnusableSchemaError
+from ..errors import AlloyError, InvalidRequestError, UnusableSchemaError
 from ..models.actions import Action
+from ..models.bulk import ExecuteJob
 from ..validation import ActionValidator, Problem, compile_action, refusal
 
 __all__ = ["Preflight", "SchemaCache", "Validate", "check_validate"]
@@ -146,3 +147,19 @@ class Preflight:
             raise
         if found:
             raise refusal(f"{connector_id}.{action_id}", found)
+
+    async def check_job(self, mode: Validate, job: ExecuteJob) -> BaseException | None:
+        """``execute_many(validate=...)``'s check of one job: the error that is its outcome
+        (the run goes on), or None to send it."""
+        try:
+            await self.check(
+                mode,
+                job.connector_id,
+                job.action_id,
+                job.request_body,
+                job.query_parameters,
+                job.path_params,
+            )
+        except AlloyError as exc:
+            return exc
+        return None

@@ -7,38 +7,32 @@ import functools
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._checks import check_number
 from .._convert import execution_result, structure, unwrap
 from .._core import CallStats
-from .._http import Request, check_header, header_value_ok
-from .._wire import build_url, decode_json
-from ..errors import AlloyError, InvalidRequestError, InvalidResponseError
+from .._http import Request
+from .._wire import decode_json
+from ..errors import InvalidRequestError, InvalidResponseError
+from ..limiters import RateLimiter
 from ..models.actions import Action, CatalogAction, ExecutionResult
 from ..pagination import DEFAULT_MAX_PAGES, AsyncPaginator
 from ..validation import Problem, jsonschema_module
 from ._base import Service, check_id, check_mapping, extras
 from ._catalog import catalog, catalog_slug
+from ._execute import execute_body, execute_route
 from ._hatches import checked_extras
 from ._preflight import Preflight, SchemaCache, Validate, check_validate
 
 if TYPE_CHECKING:
     import os
 
-    from ..engine import BulkRun, Journal
-    from ..models.bulk import BulkReport, ExecuteJob
+    from ..engine import BulkRun, CoolDown, Coordinator, ExecuteOne, Journal, RateBudget
+    from ..engine.quarantine import OnCredentialError
+    from ..models.bulk import BulkReport, ExecuteJob, JobOutcome
 
 __all__ = ["Actions", "catalog_slug"]
 
 T = TypeVar("T")
-
-
-_EXECUTE = "/connectors/{connectorId}/actions/{actionId}/execute"
-
-
-@functools.lru_cache(maxsize=4096)
-def execute_route(base_url: str, connector_id: str, action_id: str) -> tuple[str, str]:
-    """``(url, path)`` of an execute call, memoised: the bulk hot path builds the same few
-    connector/action URLs over and over (raises :class:`InvalidRequestError`)."""
-    return build_url(base_url, _EXECUTE, {"connectorId": connector_id, "actionId": action_id}, None)
 
 
 class Actions(Service):
@@ -102,23 +96,6 @@ class Actions(Service):
             shared.schemas = SchemaCache()
         return Preflight(shared.schemas, self.get)
 
-    def _job_preflight(
-        self, mode: Validate
-    ) -> Callable[[ExecuteJob], Awaitable[BaseException | None]]:
-        preflight = self._preflight()
-
-        async def check(job: ExecuteJob) -> BaseException | None:
-            try:
-                await preflight.check(
-                    mode, job.connector_id, job.action_id, job.request_body,
-                    job.query_parameters, job.path_params,
-                )  # fmt: skip
-            except AlloyError as exc:  # the job's outcome; the run goes on
-                return exc
-            return None
-
-        return check
-
     async def execute(
         self,
         connector_id: str,
@@ -159,14 +136,27 @@ class Actions(Service):
                 :class:`UnusableSchemaError`).
         """
         request = self._execute_request(
-            connector_id, action_id, credential_id, user_id, request_body, query_parameters,
-            path_params, additional_headers, extra_headers, extra_query, extra_body,
-        )  # fmt: skip
+            connector_id,
+            action_id,
+            credential_id,
+            user_id,
+            request_body,
+            query_parameters,
+            path_params,
+            additional_headers,
+            extra_headers,
+            extra_query,
+            extra_body,
+        )
         if validate is not False:
             await self._preflight().check(
-                check_validate(validate), connector_id, action_id, request_body,
-                query_parameters, path_params,
-            )  # fmt: skip
+                check_validate(validate),
+                connector_id,
+                action_id,
+                request_body,
+                query_parameters,
+                path_params,
+            )
         response = await self._requester.send(
             request, scope=f"execute:{connector_id}", stats=stats, operation="alloy.actions.execute"
         )
@@ -304,16 +294,8 @@ class Actions(Service):
                 )
             return items
 
-        def page_info(body: Any) -> Any:
-            # The pagination block may sit beside data at the top or inside result.
-            if isinstance(body, dict) and "pagination" not in body:
-                inner = unwrap(body, "result", "responseData")
-                if isinstance(inner, dict):
-                    return inner
-            return body
-
         return AsyncPaginator.offset(
-            lambda offset, limit: _then(fetch(offset, limit), page_info),
+            lambda offset, limit: _then(fetch(offset, limit), _page_info),
             parse,
             limit=page_size,
             start=start,
@@ -329,13 +311,22 @@ class Actions(Service):
         concurrency: int = 32,
         per_user: int | None = None,
         per_connector: int | None = None,
-        rate: float | None = None,
+        rate: float | RateBudget | None = None,
+        burst: int | None = None,
         ordered: bool = False,
         deadline: float | None = None,
         stop_when: Callable[[BulkReport], bool] | None = None,
         checkpoint: str | os.PathLike[str] | Journal | None = None,
         validate: Validate = False,
-        **options: Any,
+        adaptive: CoolDown | bool = True,
+        scope: Callable[[ExecuteJob], str] | None = None,
+        lookahead: int | None = None,
+        max_requeues: int = 3,
+        default_user: str | None = None,
+        on_skip: Callable[[ExecuteJob, str], None] | None = None,
+        coordinator: Coordinator | None = None,
+        on_credential_error: OnCredentialError | None = None,
+        on_outcome: Callable[[JobOutcome], Awaitable[None] | None] | None = None,
     ) -> BulkRun:
         """Execute many jobs (one action for many users) under caps, fairly; stream outcomes.
 
@@ -343,7 +334,13 @@ class Actions(Service):
         :class:`~alloy_async.models.JobOutcome` per job as it finishes (input order with
         ``ordered=True``); ``run.report`` is the :class:`~alloy_async.models.BulkReport`.
         See :func:`alloy_async.engine.execute_many` for every option, ``coordinator=``
-        (the limits and journal as one bundle) included.
+        (the limits and journal as one bundle) included; ``default_user`` defaults to the
+        client's user (``for_user``).
+
+        ``burst=`` goes with a numeric ``rate``: at most ``burst`` calls in any
+        ``burst / rate`` seconds (default: a tenth of a second's worth, at least 1). A rate
+        budget of your own, or a ``coordinator=``, sets its own burst: ``burst=`` is then
+        refused (:class:`InvalidRequestError` naming ``burst``), as is a burst without a rate.
 
         ``validate=True`` checks every job against its action's schema before it is queued
         (one schema fetch per distinct action): an invalid job ends with
@@ -352,16 +349,18 @@ class Actions(Service):
         from ..engine import InProcessCoordinator, check_caps, execute_many
 
         check_caps(concurrency, per_user, per_connector)
+        rate = _with_burst(rate, burst, coordinator)
         mode = check_validate(validate)
+        preflight = None
         if mode is not False:
             jsonschema_module()  # missing: one clear error now, not one per job
+            preflight = functools.partial(self._preflight().check_job, mode)
 
         # A closed client, or one bound to another loop, refuses the run at once instead of
         # failing every job with the same ConfigurationError.
         # (Outside a running loop there is nothing to check yet: each call checks later.)
         with contextlib.suppress(RuntimeError):
             self._requester._shared.check()
-        coordinator = options.pop("coordinator", None)
         limits: dict[str, Any] = {
             "per_user": per_user,
             "per_connector": per_connector,
@@ -369,7 +368,6 @@ class Actions(Service):
             "checkpoint": checkpoint,
         }
         if coordinator is None:
-            adaptive = options.pop("adaptive", True)
             coordinator = InProcessCoordinator.build(
                 concurrency=concurrency, adaptive=adaptive, **limits
             )
@@ -378,20 +376,46 @@ class Actions(Service):
             wire = adaptive is True
         else:
             wire = True  # a coordinator's cool-down hears every 429/503 the pipeline sees
-        # 429s seen inside the pipeline's own retries cool the whole scope, not one task.
-        runner = self
-        cooldown = coordinator.cooldown
-        if wire and cooldown is not None:
-            runner = Actions(self._requester.evolve(throttle_listener=cooldown.on_throttle))
+        return execute_many(
+            self._execute_one(coordinator.cooldown if wire else None),
+            jobs,
+            concurrency=concurrency,
+            ordered=ordered,
+            deadline=deadline,
+            stop_when=stop_when,
+            coordinator=coordinator,
+            scope=scope,
+            lookahead=lookahead,
+            max_requeues=max_requeues,
+            default_user=self._requester.user_id if default_user is None else default_user,
+            on_skip=on_skip,
+            on_credential_error=on_credential_error,
+            on_outcome=on_outcome,
+            observer=self._requester.observer,
+            preflight=preflight,
+            **limits,
+        )
 
+    def _execute_one(self, cooldown: CoolDown | None) -> ExecuteOne:
+        """``execute`` for one bulk job; with ``cooldown``, 429s seen inside the pipeline's own
+        retries cool the whole scope, not one task."""
+        runner = self
+        if cooldown is not None:
+            runner = Actions(self._requester.evolve(throttle_listener=cooldown.on_throttle))
         build, send = runner._execute_request, runner._requester.send
 
         async def execute_one(job: ExecuteJob, stats: CallStats) -> ExecutionResult:
             # execute(), without its frame and keyword arguments: once per job.
             request = build(
-                job.connector_id, job.action_id, job.credential_id, job.user_id,
-                job.request_body, job.query_parameters, job.path_params, job.additional_headers,
-            )  # fmt: skip
+                job.connector_id,
+                job.action_id,
+                job.credential_id,
+                job.user_id,
+                job.request_body,
+                job.query_parameters,
+                job.path_params,
+                job.additional_headers,
+            )
             response = await send(
                 request,
                 scope=f"execute:{job.connector_id}",
@@ -404,20 +428,7 @@ class Actions(Service):
                 request_id=response.request_id,
             )
 
-        return execute_many(
-            execute_one,
-            jobs,
-            concurrency=concurrency,
-            ordered=ordered,
-            deadline=deadline,
-            stop_when=stop_when,
-            coordinator=coordinator,
-            default_user=options.pop("default_user", self._requester.user_id),
-            observer=self._requester.observer,
-            preflight=None if mode is False else self._job_preflight(mode),
-            **limits,
-            **options,
-        )
+        return execute_one
 
     def catalog(
         self,
@@ -445,43 +456,39 @@ class Actions(Service):
         )
 
 
-def execute_body(
-    credential_id: object,
-    request_body: Any,
-    query_parameters: object,
-    path_params: object,
-    additional_headers: object,
-) -> dict[str, Any]:
-    """The documented execute body, omitting what is None; checks name the bad argument."""
-    if type(credential_id) is not str or not credential_id or credential_id.isspace():
-        check_id("credential_id", credential_id)
-    body: dict[str, Any] = {"credentialId": credential_id}
-    if request_body is not None:
-        body["requestBody"] = request_body
-    if query_parameters is not None:
-        body["queryParameters"] = check_mapping("query_parameters", query_parameters)
-    if path_params is not None:
-        body["pathParams"] = check_mapping("path_params", path_params)
-    if additional_headers is not None:
-        headers = check_mapping("additional_headers", additional_headers)
-        for name, value in (headers or {}).items():
-            # Alloy forwards these to the third party as HTTP headers: no CR, LF or NUL in the
-            # value (header injection), and a valid token as the name.
-            if not isinstance(value, str) or not header_value_ok(value):
-                raise InvalidRequestError(
-                    f"additional_headers[{name!r}] must be a string without CR, LF or NUL",
-                    field="additional_headers",
-                )
-            try:
-                check_header(name, value)
-            except InvalidRequestError:
-                raise InvalidRequestError(
-                    f"additional_headers has an invalid header name {name!r}",
-                    field="additional_headers",
-                ) from None
-        body["additionalHeaders"] = headers
-    return body
+def _with_burst(
+    rate: float | RateBudget | None, burst: int | None, coordinator: Coordinator | None
+) -> float | RateBudget | None:
+    """``rate`` as the engine takes it: with ``burst``, a rate limiter of both (refused,
+    naming ``burst``, where something else sets the burst or there is no rate)."""
+    if burst is None:
+        return rate
+    check_number("burst", burst, low=1, integer=True)
+    if coordinator is not None:
+        raise InvalidRequestError(
+            "burst cannot be given with coordinator=: the coordinator's rate budget sets its "
+            "own burst",
+            field="burst",
+        )
+    if rate is None:
+        raise InvalidRequestError("burst needs rate= (calls per second)", field="burst")
+    if not isinstance(rate, (int, float)):
+        raise InvalidRequestError(
+            "burst goes with a numeric rate; a rate budget of your own sets its own burst",
+            field="burst",
+        )
+    return RateLimiter(rate, burst=burst)
 
 
 async def _then(awaitable: Any, fn: Callable[[Any], Any]) -> Any:
     return fn(await awaitable)
+
+
+def _page_info(body: Any) -> Any:
+    """Where an execute answer's pagination block is: beside ``data`` at the top, or inside
+    ``result``."""
+    if isinstance(body, dict) and "pagination" not in body:
+        inner = unwrap(body, "result", "responseData")
+        if isinstance(inner, dict):
+            return inner
+    return body

@@ -9,6 +9,7 @@ from typing import Any
 
 from .._convert import structure
 from .._http import Request
+from ..models._fields import BODY_PARTS
 from ..models.actions import Action
 from ..validation import compile_action
 from ._handlers import Body, Params, Query, err, require_str, user_of
@@ -33,7 +34,7 @@ def execute(fake: FakeState, params: Params, request: Request, body: Body, q: Qu
         raise err(
             401, "CREDENTIAL_REVOKED", "the third party refused the credential", "THIRD_PARTY"
         )
-    for key in ("requestBody", "queryParameters", "pathParams", "additionalHeaders"):
+    for key in BODY_PARTS:
         if key in body and body[key] is not None and not isinstance(body[key], dict):
             raise err(400, "INVALID_INPUT", f"{key} must be an object")
     request_body = body.get("requestBody") or {}

@@ -15,6 +15,7 @@ from urllib.parse import unquote
 import attrs
 
 from .._http import Request
+from ..models._fields import BODY_PARTS
 from ._execute import execute
 from ._handlers import (
     Body,
@@ -75,13 +76,7 @@ _CONNECTOR = r"/connectors/(?P<connectorId>[^/]+)"
 _ACTION = _CONNECTOR + r"/actions/(?P<actionId>[^/]+)"
 _CREDENTIALS = _CONNECTOR + r"/credentials"
 _USER_FIELDS = ("username", "fullName")
-_EXECUTE_FIELDS = (
-    "credentialId",
-    "requestBody",
-    "queryParameters",
-    "pathParams",
-    "additionalHeaders",
-)
+_EXECUTE_FIELDS = ("credentialId", *BODY_PARTS)
 _CREDENTIAL_FIELDS = ("userId", "authenticationType", "redirectUri", "authConfigId", "data")
 
 ROUTES: tuple[Route, ...] = (

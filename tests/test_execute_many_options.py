@@ -1,0 +1,153 @@
+"""Issue 23 item "typed public options": ``actions.execute_many`` names every option it takes
+(no ``**options``), forwards each one, and takes the ``burst`` README documents for ``rate``.
+
+What ran is judged by the server's record (``FakeAlloy.executions`` and their server times),
+never by the client's report.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from alloy_async.engine import InProcessCoordinator, execute_many
+from alloy_async.errors import CredentialQuarantinedError, InvalidRequestError
+from alloy_async.limiters import RateLimiter
+from alloy_async.models import ExecuteJob, JobOutcome
+from alloy_async.services.actions import Actions
+from alloy_async.testing import FakeAlloy
+
+#: The engine's arguments the service fills in itself (not options of the public method).
+_WIRED = {"execute_one", "jobs", "observer", "preflight"}
+
+
+def _jobs(fake: FakeAlloy, n: int, *, keys: list[str] | None = None) -> list[ExecuteJob]:
+    user = fake.add_user("u@example.com")
+    cred = fake.add_credential(user, "slack")
+    return [
+        ExecuteJob("slack", "chat_postMessage", cred, user, {"channel": "C", "text": k}, key=k)
+        for k in (keys if keys is not None else [f"k{i}" for i in range(n)])
+    ]
+
+
+async def _collect(run: Any) -> list[JobOutcome]:
+    async with run:
+        return [o async for o in run]
+
+
+def test_execute_many_names_every_option_the_engine_takes() -> None:
+    """Catches: ``**options: Any`` on the public method (IDEs and type checkers cannot see
+    ``coordinator``, ``adaptive``, ``lookahead``, ``on_skip``, ``on_credential_error``...), or
+    an option of the engine missing, renamed, or with another default or type."""
+    public = inspect.signature(Actions.execute_many).parameters
+    engine = inspect.signature(execute_many).parameters
+    assert [p for p in public.values() if p.kind is inspect.Parameter.VAR_KEYWORD] == []
+    for name, option in engine.items():
+        if name in _WIRED:
+            continue
+        assert name in public, name
+        assert public[name].kind is inspect.Parameter.KEYWORD_ONLY, name
+        assert public[name].default == option.default, name
+        assert public[name].annotation == option.annotation, name
+    assert public["burst"].default is None and public["burst"].annotation == "int | None"
+
+
+@pytest.mark.virtual_time
+async def test_each_typed_option_reaches_the_run(tmp_path: Path) -> None:
+    """Catches: an option the signature takes but does not hand to the engine (``scope``,
+    ``on_skip``, ``on_outcome``, ``on_credential_error`` dropped on the way, so the call
+    quietly does without it)."""
+    fake = FakeAlloy()
+    jobs = _jobs(fake, 0, keys=["a", "b", "a"])
+    scoped: list[str | None] = []
+    skipped: list[tuple[str | None, str]] = []
+    seen: list[str | None] = []
+    refused: list[str] = []
+    async with fake.client() as alloy:
+        run = alloy.actions.execute_many(
+            jobs,
+            concurrency=1,
+            checkpoint=tmp_path / "run.db",  # the journal finds the duplicate
+            scope=lambda job: scoped.append(job.key) or "one",
+            on_skip=lambda job, why: skipped.append((job.key, why)),
+            on_outcome=lambda outcome: seen.append(outcome.job.key),
+            lookahead=100,
+            max_requeues=1,
+            adaptive=False,
+        )
+        outcomes = await _collect(run)
+    assert sorted(o.job.key or "" for o in outcomes) == ["a", "b"]
+    assert sorted(k or "" for k in scoped) == ["a", "b"]
+    assert skipped == [("a", "duplicate")]
+    assert sorted(k or "" for k in seen) == ["a", "b"]
+    assert len(fake.executions) == 2
+
+    fake = FakeAlloy()
+    jobs = _jobs(fake, 3)
+    fake.revoke_credential(jobs[0].credential_id)
+    async with fake.client() as alloy:
+        run = alloy.actions.execute_many(
+            jobs,
+            concurrency=1,
+            on_credential_error=lambda user, cred, error: refused.append(cred),
+        )
+        outcomes = await _collect(run)
+    assert refused == [jobs[0].credential_id]
+    assert any(isinstance(o.error, CredentialQuarantinedError) for o in outcomes)
+    assert fake.executions == []  # the refused call is not an execution; the others not sent
+
+
+@pytest.mark.virtual_time
+async def test_burst_lets_that_many_calls_go_at_once_and_no_more() -> None:
+    """``rate=10, burst=5``: five calls at once, then no window of ``burst / rate`` = 0.5 s
+    holds more than five, by the server's clock. Catches: ``burst=`` refused (a TypeError
+    before), or accepted and ignored (the default burst at 10/s is 1: one call at once)."""
+    fake = FakeAlloy()
+    async with fake.client() as alloy:
+        run = alloy.actions.execute_many(
+            _jobs(fake, 20), concurrency=20, rate=10, burst=5, adaptive=False
+        )
+        outcomes = await _collect(run)
+    assert len(outcomes) == 20 and all(o.ok for o in outcomes)
+    times = sorted(e.at for e in fake.executions)
+    assert len(times) == 20
+    assert sum(1 for t in times if t - times[0] < 0.01) == 5
+    assert max(sum(1 for u in times if t <= u < t + 0.5 - 1e-6) for t in times) == 5
+    assert times[-1] - times[0] >= 1.5  # 20 calls in bursts of 5 every 0.5 s
+
+
+@pytest.mark.parametrize("burst", [0, -1, True, 1.5, "5", 2**70 * 0.5])
+async def test_a_bad_burst_is_refused_naming_it(burst: Any) -> None:
+    """Catches: a bad ``burst`` accepted (or failing as a TypeError, or naming another
+    argument). Nothing is sent."""
+    fake = FakeAlloy()
+    async with fake.client() as alloy:
+        with pytest.raises(InvalidRequestError) as info:
+            alloy.actions.execute_many(_jobs(fake, 1), rate=10, burst=burst)
+    assert info.value.field == "burst"
+    assert "burst" in str(info.value)
+    assert fake.executions == []
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        {},  # no rate: a burst of nothing
+        {"rate": RateLimiter(10)},  # a rate budget of your own has its own burst
+        {"coordinator": InProcessCoordinator.build(concurrency=4, rate=10)},
+    ],
+    ids=["no-rate", "own-budget", "coordinator"],
+)
+async def test_a_burst_that_would_not_apply_is_refused_naming_it(given: dict[str, Any]) -> None:
+    """``burst=`` where this call does not build the rate limiter: an error naming ``burst``,
+    never silently ignored. Catches: a burst dropped without a word (the run would go at the
+    other budget's burst while the caller believes theirs holds)."""
+    fake = FakeAlloy()
+    async with fake.client() as alloy:
+        with pytest.raises(InvalidRequestError) as info:
+            alloy.actions.execute_many(_jobs(fake, 1), burst=3, **given)
+    assert info.value.field == "burst"
+    assert fake.executions == []
