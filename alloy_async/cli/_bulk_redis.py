@@ -99,6 +99,35 @@ class _Chunk:
     entry: bytes | str | None = None  # its stream entry (an ack deletes it)
 
 
+class _Bar:
+    """The lines written so far, on a terminal (like ``bulk``: else only the summary)."""
+
+    def __init__(self) -> None:
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+
+    @contextlib.contextmanager
+    def shown(self) -> Iterator[None]:
+        """Show it while the block runs."""
+        if not err_console.is_terminal:
+            yield
+            return
+        self._progress = Progress(
+            TextColumn("[bold]bulk --redis"),
+            TextColumn("{task.completed} written"),
+            TimeElapsedColumn(),
+            console=err_console,
+        )
+        with self._progress:
+            self._task = self._progress.add_task("jobs", total=None)
+            yield
+
+    def advance(self, lines: int) -> None:
+        """``lines`` more were written."""
+        if self._progress is not None and self._task is not None:
+            self._progress.advance(self._task, lines)
+
+
 class _Driver:
     def __init__(
         self, opts: BulkOptions, where: RedisOptions, out: TextIO, done: set[str], torn: bool
@@ -115,11 +144,9 @@ class _Driver:
         self.wake = asyncio.Event()  # cuts the collector's nap short: a chunk sent, a signal
         self.fed = False  # the input is exhausted (or sending stopped)
         self.signals = Signals(self._stop, self._give_up)
-        self.abort = False
         self.last_row = time.monotonic()
         self.last_look = 0.0
-        self.progress: Progress | None = None
-        self.bar: TaskID | None = None
+        self.bar = _Bar()
         self.broker: ChunkBroker  # made in the loop, by main()
 
     # -- the run ---------------------------------------------------------------------------
@@ -143,7 +170,7 @@ class _Driver:
                 await self.broker.startup()  # before sending: the group is created at "$"
                 feeder = asyncio.create_task(self._feed(reader.items()))
                 try:
-                    with self._progress():
+                    with self.bar.shown():
                         await self._collect(feeder)
                 finally:
                     feeder.cancel()
@@ -199,7 +226,6 @@ class _Driver:
 
     def _give_up(self, sig: signal.Signals) -> None:
         say(f"{sig.name} received again: not waiting for the chunks outstanding", "yellow")
-        self.abort = True
         self.wake.set()
 
     # -- sending ---------------------------------------------------------------------------
@@ -301,7 +327,7 @@ class _Driver:
             if self.signum is not None:
                 if deadline is None:
                     deadline = time.monotonic() + self.opts.grace
-                if self.abort or time.monotonic() >= deadline:
+                if self.signals.gave_up or time.monotonic() >= deadline:
                     return
             if not self.outstanding:  # nothing to wait for until the feeder sends
                 await self._nap(POLL_MAX)
@@ -371,8 +397,7 @@ class _Driver:
                 if isinstance(error, dict) and error.get("type") == "CredentialQuarantinedError":
                     self.tally.quarantined += 1
                     self.tally.quarantined_credentials[str(error.get("credentialId"))] = None
-        if self.progress is not None and self.bar is not None:
-            self.progress.advance(self.bar, len(rows))
+        self.bar.advance(len(rows))
 
     def _fail(self, chunk: _Chunk, why: str) -> None:
         self.tally.lost_jobs += len(chunk.jobs)
@@ -426,21 +451,6 @@ class _Driver:
         self.last_row = time.monotonic()
 
     # -- output ----------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _progress(self) -> Iterator[None]:
-        if not err_console.is_terminal:  # like bulk: a bar on a terminal, else the summary
-            yield
-            return
-        self.progress = Progress(
-            TextColumn("[bold]bulk --redis"),
-            TextColumn("{task.completed} written"),
-            TimeElapsedColumn(),
-            console=err_console,
-        )
-        with self.progress:
-            self.bar = self.progress.add_task("jobs", total=None)
-            yield
 
     def _report(self) -> int:
         t = self.tally

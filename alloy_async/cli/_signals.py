@@ -35,6 +35,8 @@ class Signals:
 
     def __init__(self, on_stop: Handler, on_give_up: Handler | None = None) -> None:
         self.received: signal.Signals | None = None
+        #: A later signal came: give up now.
+        self.gave_up = False
         self._on_stop = on_stop
         self._on_give_up = on_give_up
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -86,8 +88,10 @@ class Signals:
         if self.received is None:
             self.received = sig
             self._on_stop(sig)
-        elif self._on_give_up is not None:
-            self._on_give_up(sig)
+        else:
+            self.gave_up = True
+            if self._on_give_up is not None:
+                self._on_give_up(sig)
 
 
 async def wait_for_stop() -> None:

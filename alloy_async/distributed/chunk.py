@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
+from ..client import AlloyClient
 from ..engine.journal import State
 from ..engine.outcomes import journal_state
 from ..engine.rows import outcome_json
@@ -34,17 +35,8 @@ __all__ = ["run_chunk"]
 _POLL = 0.2
 
 
-class _Actions(Protocol):
-    def execute_many(self, jobs: Any, **options: Any) -> Any: ...
-
-
-class _Client(Protocol):
-    @property
-    def actions(self) -> _Actions: ...
-
-
 async def run_chunk(
-    alloy: _Client,
+    alloy: AlloyClient,
     coordinator: RedisCoordinator,
     jobs: Sequence[Mapping[str, Any]],
     *,
@@ -142,7 +134,7 @@ def _bare(key: str, line: Any, state: State) -> dict[str, Any]:
 
 
 async def _execute(
-    alloy: _Client,
+    alloy: AlloyClient,
     coordinator: RedisCoordinator,
     todo: list[int],
     plain: list[dict[str, Any]],
@@ -155,6 +147,8 @@ async def _execute(
     unsent: JournalError | None = None
     run = alloy.actions.execute_many([plain[i] for i in todo], coordinator=coordinator, **options)
     async with run:
+        journal = run.journal  # this run's, opened on the coordinator
+        assert isinstance(journal, RedisJournal)
         async for outcome in run:
             if isinstance(outcome.error, JournalError):
                 # Not sent by this run and not journaled: no row (a 'not sent' row stored here
@@ -162,12 +156,13 @@ async def _execute(
                 # be written for a job that copy ran). The next pass looks in the journal.
                 unsent = outcome.error
                 continue
+            assert outcome.index is not None  # execute_many numbers every outcome
             i = todo[outcome.index]
             row = outcome_json(outcome, lines[i])
             key = keys[i]
             # Stored before the engine records the outcome (on the next iteration); not for a
             # job the server never acted on (the engine keeps nothing of it: a rerun sends it).
             if key is not None and (outcome.ok or journal_state(outcome.error) is not None):
-                await run.journal.save_rows({key: row})
+                await journal.save_rows({key: row})
             rows[i] = row
     return unsent
