@@ -49,7 +49,7 @@ def running_sandbox(latency: str = "20ms", users: int = 3) -> Iterator[Sandbox]:
     use it too). Its stderr goes nowhere: a long run must not fill a pipe nobody reads.
     """
     proc = subprocess.Popen(
-        [*CLI, "sandbox", "--users", str(users), "--latency", latency],
+        [*CLI, "sandbox", "--users", str(users), "--latency", latency, "--seed", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

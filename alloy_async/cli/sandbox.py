@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import click
 
@@ -18,12 +19,25 @@ __all__ = ["sandbox_cmd"]
 @click.command("sandbox")
 @click.option("--host", default="127.0.0.1", show_default=True, help="A loopback address.")
 @click.option("--port", default=0, show_default=True, help="0 picks a free port.")
-@click.option("--faults", default="", help="e.g. 429=0.05,503=0.02,reset=0.01")
+@click.option(
+    "--faults",
+    default="",
+    help="Fault rates by kind, each 0..1, at most 1 in all: an HTTP status (429 and 503 may carry "
+    "Retry-After), reset or reset_before (the connection drops before the server acts), "
+    "reset_after (it drops after the action ran), slow (a latency spike). "
+    "E.g. 429=0.05,503=0.02,reset=0.01",
+)
 @click.option("--latency", default="0ms", show_default=True)
 @click.option("--rate-limit", type=float, default=None, help="Requests/s before answering 429.")
 @click.option("--burst", type=int, default=None)
 @click.option("--users", "n_users", default=1, show_default=True, help="Demo users to seed.")
-@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--seed",
+    type=int,
+    default=None,
+    help="Seed of the ids, data and faults (default: from the clock, so a restarted sandbox "
+    "never hands out the previous one's ids; it is printed on stderr).",
+)
 def sandbox_cmd(
     host: str,
     port: int,
@@ -32,9 +46,12 @@ def sandbox_cmd(
     rate_limit: float | None,
     burst: int | None,
     n_users: int,
-    seed: int,
+    seed: int | None,
 ) -> None:
     """Serve the simulator over HTTP until interrupted."""
+    if seed is None:
+        seed = time.time_ns() % 2**31
+    click.echo(f"sandbox seed {seed} (--seed {seed} gives the same ids again)", err=True)
     try:
         plan = fault_plan(faults, seed=seed)
         delay = parse_duration(latency)

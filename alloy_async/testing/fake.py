@@ -110,6 +110,8 @@ class FakeAlloy(FakeState):
         self.peak_by_connector: dict[str, int] = {}
         self.route_hooks: dict[str, Handler] = {}
         self._served = 0
+        #: Requests received, recorded or not (``record=False`` keeps no list of them).
+        self.received = 0
 
     # -- wiring -----------------------------------------------------------------------------
 
@@ -155,7 +157,7 @@ class FakeAlloy(FakeState):
     def stats(self) -> dict[str, Any]:
         """Peaks in flight and counts, as the sandbox's ``/_sandbox/stats`` reports them."""
         return {
-            "requests": len(self.requests),
+            "requests": self.received,
             "executions": len(self.executions),
             "in_flight": self.in_flight,
             "peak_in_flight": self.peak_in_flight,
@@ -179,6 +181,7 @@ class FakeAlloy(FakeState):
         return Response(response.status, headers, response.body)
 
     async def _process(self, request: Request) -> Response:
+        self.received += 1
         parts = urlsplit(request.url)
         raw_path = parts.path
         route, table_row, params = resolve(request.method, raw_path)
