@@ -157,6 +157,13 @@ class Actions(Service):
                 query_parameters,
                 path_params,
             )
+        return await self._send_execute(request, connector_id, stats)
+
+    async def _send_execute(
+        self, request: Request, connector_id: str, stats: CallStats | None
+    ) -> ExecutionResult:
+        """Send one execute request and read its result: :meth:`execute`'s and each bulk
+        job's (the pipeline's scope is the connector: its 429s cool it)."""
         response = await self._requester.send(
             request, scope=f"execute:{connector_id}", stats=stats, operation="alloy.actions.execute"
         )
@@ -402,11 +409,10 @@ class Actions(Service):
         runner = self
         if cooldown is not None:
             runner = Actions(self._requester.evolve(throttle_listener=cooldown.on_throttle))
-        build, send = runner._execute_request, runner._requester.send
 
         async def execute_one(job: ExecuteJob, stats: CallStats) -> ExecutionResult:
-            # execute(), without its frame and keyword arguments: once per job.
-            request = build(
+            # execute() without validation (execute_many's preflight checked the job first).
+            request = runner._execute_request(
                 job.connector_id,
                 job.action_id,
                 job.credential_id,
@@ -416,17 +422,7 @@ class Actions(Service):
                 job.path_params,
                 job.additional_headers,
             )
-            response = await send(
-                request,
-                scope=f"execute:{job.connector_id}",
-                stats=stats,
-                operation="alloy.actions.execute",
-            )
-            return execution_result(
-                decode_json(response, request),
-                status_code=response.status,
-                request_id=response.request_id,
-            )
+            return await runner._send_execute(request, job.connector_id, stats)
 
         return execute_one
 
