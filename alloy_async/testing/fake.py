@@ -109,7 +109,6 @@ class FakeAlloy(FakeState):
         self.peak_by_user: dict[str, int] = {}
         self.peak_by_connector: dict[str, int] = {}
         self.route_hooks: dict[str, Handler] = {}
-        self._served = 0
         #: Requests received, recorded or not (``record=False`` keeps no list of them).
         self.received = 0
 
@@ -174,14 +173,14 @@ class FakeAlloy(FakeState):
 
         Every answer carries an ``x-request-id`` header.
         """
+        self.received += 1
+        number = self.received  # in the order received: one id per request
         response = await self._process(request)
-        self._served += 1
         headers = dict(response.headers)
-        headers.setdefault("x-request-id", f"req_{self._served:08d}")
+        headers.setdefault("x-request-id", f"req_{number:08d}")
         return Response(response.status, headers, response.body)
 
     async def _process(self, request: Request) -> Response:
-        self.received += 1
         parts = urlsplit(request.url)
         raw_path = parts.path
         route, table_row, params = resolve(request.method, raw_path)
