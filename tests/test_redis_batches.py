@@ -67,3 +67,17 @@ async def test_rows_stored_and_read_during_a_restart(redis_server: RedisServer) 
         stored = await read
         await journal.aclose()
     assert stored == {"k2": ("intent", "run2", row)}
+
+
+async def test_a_fresh_intent_drops_a_stale_row(redis_server: RedisServer) -> None:
+    """A row written after its job's record went (a copy of a chunk storing late) must not
+    become the row of the run that claims the key next. Catches: a claim that keeps it (a
+    redelivered chunk would answer the stale row for a job this run is about to send)."""
+    async with RedisCoordinator(redis_server.url, namespace="b3") as c:
+        journal = c.journal
+        await journal.open("run3")
+        await journal.save_rows({"k3": {"key": "k3", "ok": False, "attempts": 0}})
+        assert await journal.claim("k3") is None
+        stored = await journal.stored(["k3"])
+        await journal.aclose()
+    assert stored == {"k3": ("intent", "run3", None)}

@@ -88,6 +88,7 @@ PEEK = "local function verdict()" + _VERDICT + "end\nreturn verdict()"
 
 #: Write the intent of a job for run ARGV[1] (expiring after ARGV[2] ms, 0: never) unless a
 #: run recorded it: nil when written (or already this run's: a retried call), else the verdict.
+#: A row without a state (a late write after the record went) is dropped: it is not this run's.
 CLAIM = (
     "local function verdict()"
     + _VERDICT
@@ -99,6 +100,7 @@ end
 if found then
   return found
 end
+redis.call('HDEL', KEYS[1], 'row')
 redis.call('HSET', KEYS[1], 's', 'intent', 'r', ARGV[1])
 if tonumber(ARGV[2]) > 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
