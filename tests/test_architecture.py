@@ -289,7 +289,10 @@ _MAY_IMPORT: dict[str, set[str]] = {
     # checks inputs as the API would; it never reaches into the SDK's engine or services.
     "testing": _VALUES | {"client", "transports"},
     "sandbox": _VALUES | {"testing"},
-    "cli": _CLIENT | {"distributed", "testing", "sandbox"},
+    # Typed bindings generated from the catalog (issue 25): action details (models/) fetched
+    # through the client's public API; the generated code imports only the package root.
+    "codegen": _LEAVES | {"models", "client"},
+    "cli": _CLIENT | {"distributed", "testing", "sandbox", "codegen"},
     "": _CLIENT - {"services"},  # the package root re-exports the public names
 }
 

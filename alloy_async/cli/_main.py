@@ -6,6 +6,7 @@ import click
 
 from .bulk import bulk
 from .calls import actions, connectors, credentials, users
+from .codegen import codegen
 from .demo import demo
 from .sandbox import sandbox_cmd
 from .worker import worker
@@ -19,5 +20,5 @@ def main() -> None:
     """alloy-async: the async SDK for the Alloy Connectivity API, from the shell."""
 
 
-for _command in (demo, bulk, worker, sandbox_cmd, users, connectors, actions, credentials):
+for _command in (demo, bulk, worker, sandbox_cmd, users, connectors, actions, credentials, codegen):
     main.add_command(_command)
