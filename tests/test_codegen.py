@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import itertools
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -20,11 +22,15 @@ from typing import Any, Literal, get_type_hints
 import pytest
 from click.testing import CliRunner
 from codegen_catalog import acme, fake_with_acme, generate_from
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from alloy_async._convert import structure
 from alloy_async.cli._main import main
 from alloy_async.codegen import differences, fetch_catalog, generate, with_extra, write
 from alloy_async.codegen._names import module_name, pascal, snake
 from alloy_async.errors import InvalidRequestError
+from alloy_async.models.actions import Action
 from alloy_async.testing import FakeAlloy
 from alloy_async.testing.catalog import CONNECTORS
 
@@ -345,3 +351,82 @@ async def test_differences_names_missing_and_changed_files(tmp_path: Path) -> No
     write(tmp_path / "b", generated)
     (tmp_path / "b" / "py.typed").unlink()
     assert differences(tmp_path / "b", generated) == ["py.typed"]
+
+
+_TEXT = st.text(max_size=6)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+    max_leaves=6,
+)
+_TYPES = st.sampled_from(
+    ["string", "integer", "number", "boolean", "null", "array", "object", "file"]
+)
+_SCHEMA = st.recursive(
+    st.fixed_dictionaries({}, optional={"type": _TYPES | st.lists(_TYPES, max_size=3)})
+    | st.fixed_dictionaries({"enum": st.lists(_JSON, max_size=4)})
+    | st.fixed_dictionaries({"const": _JSON})
+    | st.fixed_dictionaries({"$ref": st.sampled_from(["#", "#/properties/a", "#/nope", "x.json"])})
+    | _JSON,
+    lambda inner: st.fixed_dictionaries(
+        {},
+        optional={
+            "type": _TYPES | st.lists(_TYPES, max_size=3),
+            "properties": st.dictionaries(_TEXT, inner, max_size=4),
+            "required": st.lists(_TEXT, max_size=3) | _JSON,
+            "additionalProperties": st.booleans() | inner,
+            "items": inner | st.lists(inner, max_size=2),
+            "anyOf": st.lists(inner, max_size=3),
+            "allOf": st.lists(inner, max_size=3),
+            "nullable": st.booleans(),
+            "description": _TEXT,
+        },
+    ),
+    max_leaves=12,
+)
+
+
+_PACKAGES = itertools.count()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    body=_SCHEMA,
+    query=st.dictionaries(_TEXT, _SCHEMA, max_size=3),
+    ids=st.lists(_TEXT, min_size=1, max_size=3),
+    connector=_TEXT,
+)
+def test_any_schema_gives_a_module_that_imports(
+    body: Any, query: dict[str, Any], ids: list[str], connector: str
+) -> None:
+    """Catches: a crash on a schema the generator cannot express (a bad ``$ref``, a type it
+    does not know, ``required`` that is not a list, an enum of objects, a cycle), and source
+    that does not compile or import: a key Python cannot spell as a field, a name that shadows
+    a type the module uses, a docstring broken by quotes or backslashes in a description."""
+    actions = [
+        structure(
+            {
+                "id": action_id,
+                "description": f'{action_id} """\\',
+                "requestBody": body,
+                "parameters": [
+                    {"name": k, "in": "query", "schema": v, "description": k}
+                    for k, v in query.items()
+                ]
+                + [{"name": "p", "in": "path", "required": True}],
+            },
+            Action,
+        )
+        for action_id in ids
+    ]
+    generated = generate({connector: actions}, api_version="2025-09")
+    package = f"fuzzed_{next(_PACKAGES)}"
+    with tempfile.TemporaryDirectory() as root:
+        write(Path(root) / package, generated)
+        sys.path.insert(0, root)
+        try:
+            importlib.import_module(package)  # the package imports every module
+        finally:
+            sys.path.remove(root)
+            for name in [m for m in sys.modules if m.split(".")[0] == package]:
+                del sys.modules[name]

@@ -127,6 +127,8 @@ class Translator:
         self._label, self._root, self._refs = label, schema, []
         self.names.taken.discard(name)  # its TypedDict or Literal claims it back first
         expr = self._type(_not_null(schema), name, "", 0)
+        if expr == "None":  # nothing to send but null: no type to give the part
+            expr = self._give_up("", "a part that can only be null")
         if expr != name:
             self.defs.append(Alias(self.names.claim(name), expr))
         return self.defs[-1]
@@ -277,12 +279,14 @@ class Translator:
                 self._give_up(pointer, "an allOf member that is not a schema")
                 return None
             for key, value in member.items():
-                if key == "properties" and isinstance(value, Mapping):
-                    props = merged.setdefault("properties", {})
-                    for name, sub in value.items():
-                        props[name] = {"allOf": [props[name], sub]} if name in props else sub
-                elif key == "required" and isinstance(value, list):
-                    merged["required"] = [*merged.get("required", []), *value]
+                if key == "properties":
+                    if isinstance(value, Mapping):
+                        props = merged.setdefault("properties", {})
+                        for name, sub in value.items():
+                            props[name] = {"allOf": [props[name], sub]} if name in props else sub
+                elif key == "required":
+                    if isinstance(value, list):
+                        merged["required"] = [*merged.get("required", []), *value]
                 elif key == "type" and merged.get("type", value) != value:
                     self._give_up(pointer, "allOf members of different types")
                     return None
