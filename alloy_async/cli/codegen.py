@@ -40,13 +40,12 @@ def codegen(
 ) -> None:
     """Generate a typed package for CONNECTOR_ID... from their action schemas.
 
-    One module per connector (``acme-crm`` -> ``acme_crm.py``) holding a TypedDict per action
-    part (``CreateContactBody``, ``ListContactsQuery``, ``GetContactPath``) and an
-    ``AcmeCrmActions(alloy)`` class with one typed async method per action, plus
-    ``__init__.py`` and ``py.typed``. The same catalog always gives the same bytes: commit the
-    package, type-check your code with mypy, and run the command again with ``--check`` in CI
-    to learn when Alloy changes a schema. Exit codes: 0 written or current; 1 ``--check``
-    found differences, or the API refused; 2 bad options.
+    One module per connector (acme-crm -> acme_crm.py) holding a TypedDict per action part
+    (CreateContactBody, ListContactsQuery, GetContactPath) and an AcmeCrmActions(alloy) class
+    with one typed async method per action, plus __init__.py and py.typed. The same catalog
+    always gives the same bytes: commit the package, type-check your code with mypy, and run
+    the command again with --check in CI to learn when Alloy changes a schema. Exit codes: 0
+    written or current; 1 --check found differences, or the API refused; 2 bad options.
     """
     name = out.resolve().name
     if not name.isidentifier() or keyword.iskeyword(name):
