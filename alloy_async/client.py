@@ -13,6 +13,7 @@ from .errors import ConfigurationError, InvalidRequestError
 from .observability import EventHooks, HookObserver, Observer, chain, telemetry_observer
 from .observability.raw import CaptureObserver, RawServices
 from .retry import RetryPolicy
+from .transports._network import CertTypes, VerifyTypes
 from .transports.base import Transport
 
 __all__ = ["DEFAULT_BASE_URL", "AlloyClient"]
@@ -20,6 +21,27 @@ __all__ = ["DEFAULT_BASE_URL", "AlloyClient"]
 DEFAULT_BASE_URL = "https://production.runalloy.com"
 DEFAULT_API_VERSION = "2025-09"
 _UNSET: Any = object()
+
+
+def _transport(
+    transport: Transport | None, max_connections: int, network: dict[str, Any]
+) -> Transport:
+    """The transport to use: the one given (no transport option may come with it, none is
+    dropped silently), or a new AiohttpTransport with the options."""
+    if transport is None:
+        from .transports.aiohttp import AiohttpTransport
+
+        return AiohttpTransport(max_connections=max_connections, **network)
+    defaults = {"proxy": None, "trust_env": True, "verify": True, "cert": None}
+    given = [name for name, value in network.items() if value is not defaults[name]]
+    if max_connections != 100:
+        given.insert(0, "max_connections")
+    if given:
+        raise ConfigurationError(
+            f"{', '.join(given)} cannot be combined with transport=: they configure the default "
+            "transport; pass them to your transport (AiohttpTransport(...)) instead"
+        )
+    return transport
 
 
 def _hooks(event_hooks: EventHooks | None) -> HookObserver | None:
@@ -43,8 +65,19 @@ class AlloyClient:
         max_retries: retries after the first attempt; see :class:`RetryPolicy`.
         retry: a full :class:`RetryPolicy` (its ``max_retries`` wins over ``max_retries``).
         transport: a :class:`~alloy_async.transports.Transport`; by default an
-            :class:`~alloy_async.transports.AiohttpTransport` the client owns and closes.
+            :class:`~alloy_async.transports.AiohttpTransport`. The client owns the transport,
+            given or not: :meth:`aclose` closes it (httpx's rule). To keep connections beyond
+            the client, give ``AiohttpTransport(session=...)`` a session of your own: that
+            session stays yours (not closed).
         max_connections: the pool size of the default transport.
+        proxy: ``"http://user:pass@host:port"``: every request goes through this proxy,
+            whatever the environment says; its credentials are masked like the API key.
+        trust_env: honour ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` and
+            ``SSL_CERT_FILE``/``SSL_CERT_DIR`` as httpx does; False ignores them.
+        verify: True (the system store), a CA bundle path, an :class:`ssl.SSLContext`, or
+            False (no certificate check: unsafe, for a test server only).
+        cert: a client certificate for mutual TLS: a PEM path (certificate and key) or a
+            ``(certificate, key)`` tuple of paths.
         default_headers: headers added to every request.
         event_hooks: ``{"request": [...], "response": [...], "retry": [...]}``, sync or async
             callables called with a :class:`~alloy_async.observability.RequestEvent`,
@@ -60,8 +93,12 @@ class AlloyClient:
     ``await alloy.aclose()`` at shutdown. Connections open lazily in the running loop; the
     client is bound to the first loop that uses it.
 
+    ``max_connections``, ``proxy``, ``trust_env``, ``verify`` and ``cert`` configure the
+    default transport: with ``transport=`` they are refused (configure that transport).
+
     Raises:
-        ConfigurationError: no API key, or a bad base URL.
+        ConfigurationError: no API key, a bad base URL, a bad network option (named, without
+            its credentials), or a transport option given with ``transport=``.
     """
 
     def __init__(
@@ -79,6 +116,10 @@ class AlloyClient:
         default_headers: Mapping[str, str] | None = None,
         event_hooks: EventHooks | None = None,
         telemetry: bool | Observer | None = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
+        verify: VerifyTypes = True,
+        cert: CertTypes | None = None,
     ) -> None:
         configure_logging_from_env()
         key = api_key if api_key is not None else os.environ.get("ALLOY_API_KEY")
@@ -100,14 +141,11 @@ class AlloyClient:
         own_observer = telemetry if isinstance(telemetry, Observer) else None
         # Telemetry first: its spans then record every attempt, whatever a hook raises.
         observer = chain([own_observer or telemetry_observer(telemetry), _hooks(event_hooks)])
-        owns = transport is None
-        if transport is None:
-            from .transports.aiohttp import AiohttpTransport
-
-            transport = AiohttpTransport(max_connections=max_connections)
+        network = {"proxy": proxy, "trust_env": trust_env, "verify": verify, "cert": cert}
+        transport = _transport(transport, max_connections, network)
         try:
             requester = Requester(
-                _Shared(transport=transport, owns_transport=owns),
+                _Shared(transport=transport, owns_transport=True),
                 base_url=url,
                 auth=bearer(key.strip()),
                 api_version=api_version,

@@ -14,7 +14,9 @@
     │                             party earlier in the run; not sent (.credential_id, .error)
     ├── APIConnectionError        no answer
     │   ├── APITimeoutError
-    │   └── OutcomeUnknownError   the request may have been processed (sent, then no answer)
+    │   ├── OutcomeUnknownError   the request may have been processed (sent, then no answer)
+    │   ├── TLSError              a certificate refused, either way (.reason); never retried
+    │   └── ProxyError            the proxy refused the request, e.g. 407 (.status); never retried
     ├── ResponseTooLargeError     the answer was bigger than the configured cap
     ├── InvalidResponseError      a 2xx answer that is not the JSON we expected
     │   └── PaginationError       a list that does not page: repeated page, oversized page, cycle
@@ -51,9 +53,11 @@ __all__ = [
     "OutcomeUnknownError",
     "PaginationError",
     "PermissionDeniedError",
+    "ProxyError",
     "RateLimitError",
     "ResponseTooLargeError",
     "ServerError",
+    "TLSError",
     "UnprocessableEntityError",
     "UnusableSchemaError",
     "status_error_class",
@@ -220,6 +224,52 @@ class OutcomeUnknownError(APIConnectionError):
     A non-idempotent call (``actions.execute``) that ends this way is never re-sent by the SDK:
     the caller must check whether the side effect happened before trying again.
     """
+
+
+class TLSError(APIConnectionError):
+    """TLS refused the connection: a retry would meet the same certificates, so none is made.
+
+    Never sent: the connection failed before the server processed any request. Either the
+    server's certificate was refused (not signed by a CA in ``verify``, or not valid for the
+    host), or the server refused ours (mutual TLS: no ``cert``, or one it does not trust; the
+    server's "certificate required" alert proves it read nothing), or the two sides share no
+    TLS version (e.g. https to a plain-http port).
+
+    Attributes:
+        reason: ``"certificate_verify_failed"``, ``"hostname_mismatch"``,
+            ``"certificate_required"``, ``"certificate_rejected"`` or ``"handshake_failed"``.
+        retryable: always False: the retry policy never retries this error.
+    """
+
+    retryable = False
+
+    def __init__(
+        self, message: str, *, reason: str = "", method: str | None = None, path: str | None = None
+    ) -> None:
+        super().__init__(message, method=method, path=path)
+        self.reason = reason
+
+
+class ProxyError(APIConnectionError):
+    """The proxy refused the request: 407 (proxy authentication required: no or wrong proxy
+    credentials) or another 4xx answer to the tunnel request (a proxy policy).
+
+    Never sent to the API. The message and attributes never hold the proxy's credentials.
+    (A proxy that cannot be reached is an :class:`APIConnectionError`, retried like any
+    connection failure.)
+
+    Attributes:
+        status: the proxy's HTTP status (407 for authentication).
+        retryable: always False: the retry policy never retries this error.
+    """
+
+    retryable = False
+
+    def __init__(
+        self, message: str, *, status: int = 0, method: str | None = None, path: str | None = None
+    ) -> None:
+        super().__init__(message, method=method, path=path)
+        self.status = status
 
 
 class ResponseTooLargeError(AlloyError):

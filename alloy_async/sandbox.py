@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import ssl as _ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -26,6 +27,7 @@ from aiohttp import web
 
 from ._http import Request, is_loopback
 from .errors import ConfigurationError
+from .testing._tls_front import TLSFront
 from .testing.fake import FakeAlloy
 from .testing.faults import FaultPlan, SimulatedDisconnect, error_body
 
@@ -107,6 +109,10 @@ class SandboxServer:
         port: 0 picks any free port.
         rate_limit: requests per second the server accepts before answering 429.
         burst: requests allowed at once under ``rate_limit``.
+        ssl: a server-side :class:`ssl.SSLContext`: serve ``https://`` (a context that
+            requires client certificates makes it a mutual-TLS server). The handshake fails
+            as production servers fail it, with a TLS alert; ``handshakes`` counts them. See
+            :mod:`alloy_async.testing.tls` for a throwaway CA and certificates.
 
     Use ``async with SandboxServer() as server:`` then ``server.url``.
     """
@@ -119,6 +125,7 @@ class SandboxServer:
         port: int = 0,
         rate_limit: float | None = None,
         burst: int | None = None,
+        ssl: _ssl.SSLContext | None = None,
     ) -> None:
         if not is_loopback(host):
             raise ConfigurationError(f"the sandbox only binds loopback addresses, not {host!r}")
@@ -129,6 +136,10 @@ class SandboxServer:
         self.port = port
         self.rate_limited = 0
         self._limit = _RateLimit(rate_limit, burst) if rate_limit else None
+        if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
+            raise ConfigurationError("ssl must be a server-side ssl.SSLContext or None")
+        self._ssl = ssl
+        self._front: TLSFront | None = None
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
         self._origin = ""
@@ -139,7 +150,13 @@ class SandboxServer:
         if self._runner is None:
             raise RuntimeError("the sandbox is not started")
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self._ssl else 'http'}://{host}:{self.port}"
+
+    @property
+    def handshakes(self) -> int:
+        """TLS connections accepted, each one handshake (0 without ``ssl``): a client that
+        retried a certificate failure would show more than one."""
+        return self._front.handshakes if self._front is not None else 0
 
     async def start(self) -> str:
         """Start serving; returns the base URL."""
@@ -159,17 +176,26 @@ class SandboxServer:
         loop = asyncio.get_running_loop()
         try:
             # Not a TCPSite: connections get the handler that answers aiohttp's own errors in JSON.
+            # With TLS, this plain listener takes any free port behind the TLS front.
             self._server = await loop.create_server(
                 lambda: _JSONErrorsHandler(server, loop=loop, **_HANDLER_ARGS),
                 self.host,
-                self.port,
+                0 if self._ssl else self.port,
                 backlog=1024,
             )
+            plain_port = self._server.sockets[0].getsockname()[1]
+            if self._ssl is not None:
+                self._front = TLSFront(self._ssl, (self.host, plain_port))
+                self.port = await self._front.start(self.host, self.port)
+            else:
+                self.port = plain_port
         except BaseException:
+            if self._server is not None:
+                self._server.close()
+                self._server = None
             await runner.cleanup()
             raise
         self._runner = runner
-        self.port = self._server.sockets[0].getsockname()[1]
         self._origin = self.url
         return self.url
 
@@ -177,6 +203,8 @@ class SandboxServer:
         """Stop serving and close every connection."""
         runner, self._runner = self._runner, None
         listener, self._server = self._server, None
+        if self._front is not None:
+            await self._front.close()  # kept: its counts stay readable
         if listener is not None:
             listener.close()
         if runner is not None:

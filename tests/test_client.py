@@ -93,13 +93,16 @@ async def test_closed_client_refuses_work_clearly() -> None:
     assert fake.requests == []
 
 
-async def test_owned_transport_is_closed_but_not_a_callers() -> None:
-    """The client closes only a transport it created."""
+async def test_a_given_transport_is_closed_by_the_client() -> None:
+    """The client owns the transport it is given (httpx's rule): leaving it closes it, and
+    closing it again is harmless. Catches: the former rule, under which a given transport
+    stayed open (an aiohttp one then warned "Unclosed client session")."""
     fake = FakeAlloy()
     transport = fake.transport()
     async with AlloyClient("sk_test_fake_alloy_key", transport=transport):
         pass
-    assert not transport.closed
+    assert transport.closed
+    await transport.aclose()
 
 
 def test_use_from_a_second_event_loop_is_a_clear_error() -> None:

@@ -22,7 +22,19 @@ from ..errors import (
     ConfigurationError,
     InvalidRequestError,
     OutcomeUnknownError,
+    ProxyError,
     ResponseTooLargeError,
+)
+from ._network import (
+    CertTypes,
+    ProxyRoute,
+    VerifyTypes,
+    proxied_headers,
+    proxy_refusal,
+    proxy_table,
+    ssl_context,
+    tls_error,
+    tunnel_headers,
 )
 
 __all__ = ["AiohttpTransport"]
@@ -79,14 +91,23 @@ def _raised_before_sending(exc: BaseException) -> bool:
     )
 
 
-def _translate(exc: BaseException, request: Request, connecting: bool = False) -> AlloyError:
+def _translate(
+    exc: BaseException,
+    request: Request,
+    connecting: bool = False,
+    route: ProxyRoute | None = None,
+) -> AlloyError:
     """Map one aiohttp / OS failure to the error tree, telling "not sent" from "sent".
 
     ``connecting`` is True when the failure is known to come from waiting for a pooled
     connection or connecting (see :class:`_PhaseConnector`): nothing was written then.
-    Order matters: the most specific classes come first.
+    ``route`` is the proxy the request went through, if any. Order matters: the most
+    specific classes come first.
     """
     m, p = request.method, request.path
+    refused = _refused(exc, request, connecting, route)
+    if refused is not None:
+        return refused
     # The connection was never made: nothing reached the server.
     if isinstance(exc, aiohttp.ConnectionTimeoutError) or (
         connecting and isinstance(exc, asyncio.TimeoutError)
@@ -120,6 +141,25 @@ def _translate(exc: BaseException, request: Request, connecting: bool = False) -
     )
 
 
+def _refused(
+    exc: BaseException, request: Request, connecting: bool, route: ProxyRoute | None
+) -> AlloyError | None:
+    """A TLS or proxy refusal (never sent), or None for any other failure."""
+    m, p = request.method, request.path
+    tls = tls_error(exc, connecting, m, p)
+    if tls is not None:
+        return tls
+    shown = route.shown if route is not None else "the proxy"
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        why = exc.os_error.strerror or type(exc.os_error).__name__
+        return APIConnectionError(
+            f"could not connect to the proxy {shown}: {why}", method=m, path=p
+        )
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        return proxy_refusal(exc.status, route, m, p)
+    return None
+
+
 @functools.lru_cache(maxsize=128)
 def _client_timeout(t: float | None, marked: bool) -> aiohttp.ClientTimeout:
     """The attempt budget ``t`` as one immutable, shared object per value.
@@ -150,15 +190,32 @@ class AiohttpTransport:
 
     Args:
         max_connections: the connection pool size (``TCPConnector(limit=...)``).
-        session: a caller-owned session to use instead; it is not closed by :meth:`aclose`.
+        proxy: ``"http://user:pass@host:port"`` (or ``https://``): every request goes through
+            it, whatever the environment says. The credentials are kept as a secret: masked
+            in reprs and never in an error message.
+        trust_env: honour ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` (http proxies only),
+            ``NO_PROXY``, and ``SSL_CERT_FILE``/``SSL_CERT_DIR`` for ``verify=True``, as httpx
+            does (lower-case names win). False ignores all of them. Read once, here.
+        verify: True (the system store), a CA bundle file or directory (hashed names, as
+            ``openssl rehash`` makes), an :class:`ssl.SSLContext`, or False (no verification
+            at all: unsafe, anyone on the path can read and change the traffic; for a test
+            server only).
+        cert: a client certificate for mutual TLS: a PEM file with the certificate and its
+            (unencrypted) key, or a ``(certificate, key)`` tuple of files.
+        session: a caller-owned session to use instead; it is not closed by :meth:`aclose`,
+            and its own settings apply: none of the options above (nor ``keepalive_timeout``
+            or ``connector_kwargs``) may be given with it.
         max_response_bytes: larger answers raise :class:`ResponseTooLargeError`.
         keepalive_timeout: seconds an idle pooled connection is kept; keep it below the
             server's own idle timeout (see :data:`DEFAULT_KEEPALIVE_TIMEOUT`).
         connector_kwargs: extra keyword arguments for :class:`aiohttp.TCPConnector`
-            (``ssl``, ``local_addr``, ...).
+            (``local_addr``, ``resolver``, ...).
 
     The session is created on first use, inside the running event loop, and bound to it: use
     from another loop raises :class:`ConfigurationError` instead of "Event loop is closed".
+
+    Raises:
+        ConfigurationError: a bad value, naming the option (a proxy URL is never quoted).
     """
 
     #: ``Request.timeout`` bounds each attempt here, and a timeout says whether the request
@@ -169,6 +226,10 @@ class AiohttpTransport:
         self,
         *,
         max_connections: int = 100,
+        proxy: str | None = None,
+        trust_env: bool = True,
+        verify: VerifyTypes = True,
+        cert: CertTypes | None = None,
         session: aiohttp.ClientSession | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT,
@@ -176,12 +237,36 @@ class AiohttpTransport:
     ) -> None:
         if max_connections < 1:
             raise ConfigurationError("max_connections must be at least 1")
+        options = {
+            "max_connections": max_connections != 100,
+            "proxy": proxy is not None,
+            "trust_env": trust_env is not True,
+            "verify": verify is not True,
+            "cert": cert is not None,
+            "keepalive_timeout": keepalive_timeout != DEFAULT_KEEPALIVE_TIMEOUT,
+            "connector_kwargs": bool(connector_kwargs),
+        }
+        given = [name for name, changed in options.items() if changed]
+        if session is not None and given:
+            raise ConfigurationError(
+                f"{', '.join(given)} cannot be combined with session=: a caller's session "
+                "brings its own connector; configure it there, or drop session="
+            )
+        if connector_kwargs and "ssl" in connector_kwargs and (options["verify"] or cert):
+            raise ConfigurationError("pass either verify=/cert= or connector_kwargs['ssl']")
         self._max_connections = max_connections
         self._session = session
         self._owns_session = session is None
         self._max_response_bytes = max_response_bytes
         self._keepalive_timeout = keepalive_timeout
-        self._connector_kwargs = connector_kwargs or {}
+        self._connector_kwargs = dict(connector_kwargs or {})
+        if session is None:
+            self._proxies = proxy_table(proxy, trust_env)
+            context = ssl_context(verify, cert, trust_env)
+            if context is not None:
+                self._connector_kwargs["ssl"] = context
+        else:
+            self._proxies = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
@@ -204,6 +289,10 @@ class AiohttpTransport:
                 # adds none, and a session without skipped headers takes aiohttp's fast path
                 # (skipping one copies and extends every request's headers: ~2 % of a call).
                 raise_for_status=False,
+                # The environment is read once, by _network.proxy_table: aiohttp's trust_env
+                # would read it on every request (two thread hops), and would also add a
+                # ~/.netrc login as Authorization beside the API key's (a ValueError).
+                trust_env=False,
             )
         return self._session
 
@@ -214,6 +303,7 @@ class AiohttpTransport:
             session = self._get_session()  # creates it, or raises (closed, another loop)
         # Our own session's connector marks what it raises (_PhaseConnector); a caller's does not.
         timeout = _client_timeout(request.timeout, self._owns_session)
+        route = self._proxies.route(request.url) if self._proxies is not None else None
         try:
             # Awaited rather than `async with`: one coroutine frame less on every resume of
             # the call; the finally below releases the connection as __aexit__ would.
@@ -222,12 +312,19 @@ class AiohttpTransport:
                 request.url,
                 # request.headers as a plain dict (multidict copies one about 4x faster than a
                 # dict subclass), handed straight over: no local here holds the key.
-                headers=request._plain_headers(),
+                headers=request._plain_headers()
+                if route is None
+                else proxied_headers(request, route),
                 data=request.body,
                 timeout=timeout,
                 allow_redirects=False,  # a redirect must never carry Authorization elsewhere
+                proxy=None if route is None else route.url,
+                proxy_headers=None if route is None else tunnel_headers(route),
             )
             try:
+                if route is not None and resp.status == 407:
+                    # A plain-http proxy's own answer (through a tunnel it is raised above).
+                    raise proxy_refusal(407, route, request.method, request.path)
                 length = resp.content_length
                 if (
                     length is not None
@@ -258,7 +355,12 @@ class AiohttpTransport:
                 ) from None
             raise
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise _translate(exc, request, _raised_before_sending(exc)) from exc
+            error = _translate(exc, request, _raised_before_sending(exc), route)
+            if not isinstance(error, ProxyError):
+                raise error from exc
+        # Raised out here, with no cause or context: aiohttp's error holds the CONNECT
+        # request's headers, the proxy credentials among them.
+        raise error
 
     async def _read(self, resp: aiohttp.ClientResponse, request: Request) -> bytes:
         """The body of an answer :meth:`send` could not read at once (too large, compressed,
@@ -292,4 +394,6 @@ class AiohttpTransport:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("open" if self._session else "idle")
-        return f"<AiohttpTransport {state} max_connections={self._max_connections}>"
+        proxy = self._proxies.explicit if self._proxies is not None else None
+        shown = f" proxy={proxy.shown!r}" if proxy is not None else ""
+        return f"<AiohttpTransport {state} max_connections={self._max_connections}{shown}>"

@@ -21,7 +21,12 @@ class Transport(Protocol):
     * :class:`~alloy_async.errors.APITimeoutError` on a timeout (``sent=True`` when the request
       may already have been written);
     * :class:`~alloy_async.errors.OutcomeUnknownError` when the request was written and the
-      connection failed before a complete answer arrived.
+      connection failed before a complete answer arrived;
+    * :class:`~alloy_async.errors.TLSError` / :class:`~alloy_async.errors.ProxyError` when TLS
+      or the proxy refused the request in a way no retry can fix (never sent).
+
+    A transport is closed by the client it is given to (``AlloyClient.aclose``); ``aclose``
+    must therefore be safe to call more than once.
     """
 
     async def send(self, request: Request) -> Response:
