@@ -148,6 +148,8 @@ class RetryPolicy:
 
     def is_retryable(self, error: AlloyError, *, idempotent: bool) -> bool:
         """Whether ``error`` may be retried at all, ignoring the retry budget."""
+        if getattr(error, "retryable", True) is False:  # TLS, proxy auth: no retry can fix it
+            return False
         safe = idempotent or self.retry_unsafe
         if isinstance(error, APIStatusError):
             if error.status not in self.retry_statuses:
