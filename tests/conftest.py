@@ -19,7 +19,6 @@ import pytest
 
 from alloy_async.testing.clock import VirtualTimeLoop
 
-
 _MACHINE_NETWORK = (
     "HTTP_PROXY",
     "HTTPS_PROXY",
