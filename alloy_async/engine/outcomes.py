@@ -15,7 +15,6 @@ from typing import Any
 
 import attrs
 
-from .._call import not_handled
 from ..errors import (
     APIConnectionError,
     APIStatusError,
@@ -25,6 +24,7 @@ from ..errors import (
     UnusableSchemaError,
 )
 from ..models.bulk import BulkReport, JobOutcome
+from ..retry import not_handled
 from .dispatch import Bell
 from .journal import State
 from .quarantine import credential_failure
