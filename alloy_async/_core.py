@@ -1,9 +1,11 @@
 """The request pipeline: build the request, send it under the retry policy, map errors.
 
-``build -> [retry loop (backoff) -> transport.send] -> status -> error tree``.
-Services reach HTTP only through :class:`Requester`. Everything that needs no event loop
-(building the request, decoding the answer, the error for a status, ``Retry-After``) is in
-the sans-I/O ``_wire.py``; this module owns the loop, the clock, the transport and the retries.
+``build -> retry loop [attempt: hooks, deadline, transport.send -> decide] -> response``.
+Services reach HTTP only through :class:`Requester`. Everything that needs no event loop is
+sans-I/O: building the request, decoding the answer and the error for a status are in
+``_wire.py``; what follows an attempt (return, raise, or retry after some seconds) is decided
+by ``retry.decide``. This module owns the loop, the clock, the transport, the hooks and the
+logs.
 """
 
 from __future__ import annotations
@@ -14,20 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import attrs
-import backoff
 
-from ._call import (
-    _NOT_HANDLED_5XX,
-    CallStats,
-    _Call,
-    _error_extra,
-    _final_error,
-    _gone,
-    _log_extra,
-    _Retry,
-    _retry_delay,
-    not_handled,
-)
 from ._env import configure_logging_from_env, logger, user_agent
 from ._http import IDEMPOTENT_METHODS, Headers, Request, Response, Secret, bind_loop
 from ._wire import (
@@ -43,11 +32,18 @@ from .errors import (
     APIStatusError,
     APITimeoutError,
     ConfigurationError,
-    OutcomeUnknownError,
-    RateLimitError,
 )
 from .observability.base import CallInfo, Observer
-from .retry import RetryPolicy
+from .retry import (
+    Attempt,
+    Decision,
+    Retry,
+    RetryPolicy,
+    deadline_error,
+    decide,
+    may_have_acted,
+    not_handled,
+)
 from .transports.base import Transport
 
 T = TypeVar("T")
@@ -67,6 +63,37 @@ ThrottleListener = Callable[[str, float | None], None]
 #: How long past a call's deadline ``wait_for`` waits for a transport that enforces its own
 #: timeout (which fires first, at the deadline, and knows whether the request was sent).
 _BACKSTOP = 0.5
+
+
+@attrs.define(slots=True)
+class CallStats:
+    """What one logical call cost: attempts made and seconds spent waiting on throttling."""
+
+    attempts: int = 0
+    throttled: float = 0.0
+    #: The status of the server's answer after which an event hook raised (0: none did), so
+    #: the job is judged by what the server did, whatever the hook raised.
+    hook_raised_after: int = 0
+
+
+@attrs.define(slots=True)
+class _Call:
+    """One logical call as the retry loop follows it: the request and what its attempts did."""
+
+    request: Request
+    idempotent: bool
+    policy: RetryPolicy
+    deadline_at: float | None
+    scope: str
+    stats: CallStats
+    #: Set when the client has an observer (event hooks, telemetry): what it follows.
+    info: CallInfo | None = None
+    #: An attempt may have reached the server and acted (``retry.may_have_acted``).
+    maybe_acted: bool = False
+    #: The status of the last attempt's answer (0: it got none), for the hooks that follow.
+    last_status: int = 0
+    #: Seconds the last attempt took (0.0 when nothing needed the clock).
+    elapsed: float = 0.0
 
 
 @attrs.define(slots=True)
@@ -105,7 +132,7 @@ class Requester:
     retry: RetryPolicy
     default_headers: Mapping[str, str] = attrs.field(repr=False)  # may hold credentials
     throttle_listener: ThrottleListener | None = None
-    #: Event hooks and telemetry (``observability``); None keeps the fast path.
+    #: Event hooks and telemetry (``observability``); None: no hook awaited, no clock read.
     observer: Observer | None = None
     base_headers: Headers = attrs.field(init=False, repr=False)
 
@@ -113,10 +140,39 @@ class Requester:
         headers = common_headers(self.api_version, user_agent(), self.default_headers)
         object.__setattr__(self, "base_headers", headers)
 
-    #: Build one :class:`Request` (no I/O; raises :class:`InvalidRequestError`): the wire
-    #: layer's pure function with this requester as its defaults, bound as a method so the hot
-    #: path pays no extra call.
-    build = build_request
+    def build(
+        self,
+        method: str,
+        template: str,
+        *,
+        path_params: Mapping[str, object] | None = None,
+        query: Mapping[str, Any] | None = None,
+        json: Any = None,
+        user_id: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        route: tuple[str, str] | None = None,
+    ) -> Request:
+        """Build one :class:`Request` with this requester's defaults: ``_wire.build_request``
+        (no I/O; raises :class:`InvalidRequestError`), whose arguments these are. Spelled out,
+        not ``**options``: callers stay type-checked, and forwarding a keyword dict cost
+        0.6 us a call (in-process ``execute`` is 7 us), against 0.1 us for this frame."""
+        return build_request(
+            self,
+            method,
+            template,
+            path_params=path_params,
+            query=query,
+            json=json,
+            user_id=user_id,
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            extra_body=extra_body,
+            timeout=timeout,
+            route=route,
+        )
 
     @property
     def transport(self) -> Transport:
@@ -175,7 +231,8 @@ class Requester:
         stats: CallStats | None = None,
         operation: str | None = None,
     ) -> Response:
-        """Send a built request under the retry policy.
+        """Send a built request under the retry policy: attempt; a 2xx is returned; otherwise
+        ``retry.decide`` says whether to return, raise, or wait and attempt again.
 
         ``operation`` names the SDK call for observers (``"alloy.actions.execute"``).
         """
@@ -183,172 +240,148 @@ class Requester:
         if shared.closed or shared.loop is not asyncio.get_running_loop():
             shared.check()  # raises, or binds the client to this loop (first call)
         policy = self.retry
-        if self.observer is not None:
-            return await self._send_observed(request, idempotent, scope, stats, operation)
-        if policy.deadline is None and not logger.isEnabledFor(logging.DEBUG):
-            # The hot path: no deadline timer, no clock, and the retry bookkeeping (_Call)
-            # built only once the first attempt did not succeed.
-            if stats is not None:
-                stats.attempts += 1
-            try:
-                response = await shared.transport.send(request)
-            except (APIConnectionError, APITimeoutError) as exc:
-                call = self._call(request, idempotent, scope, stats, None, attempts=1)
-                step: BaseException = self._failed(call, exc, 0.0)
-            else:
-                if response.status < 300:
-                    return response
-                call = self._call(request, idempotent, scope, stats, None, attempts=1)
-                judged = self._judge(call, response, 0.0)
-                if isinstance(judged, Response):
-                    return judged
-                step = judged
-        else:
-            deadline_at = None
-            if policy.deadline is not None:
-                deadline_at = asyncio.get_running_loop().time() + policy.deadline
-            call = self._call(request, idempotent, scope, stats, deadline_at)
-            try:
-                return await self.attempt(call)
-            except _Retry as retry:
-                step = retry
-        if not isinstance(step, _Retry):
-            raise step
-        await asyncio.sleep(step.delay)
-        return await _run(self, call)
-
-    async def _send_observed(
-        self,
-        request: Request,
-        idempotent: bool | None,
-        scope: str | None,
-        stats: CallStats | None,
-        operation: str | None,
-    ) -> Response:
-        """:meth:`send` with an observer: every attempt goes through :meth:`attempt`."""
-        observer = self.observer
-        assert observer is not None
         deadline_at = None
-        if self.retry.deadline is not None:
-            deadline_at = asyncio.get_running_loop().time() + self.retry.deadline
-        call = self._call(request, idempotent, scope, stats, deadline_at)
-        call.info = info = CallInfo(operation or f"alloy.{request.method} {request.path}", request)
-        observer.call_started(info)
+        if policy.deadline is not None:
+            deadline_at = asyncio.get_running_loop().time() + policy.deadline
+        call = _Call(
+            request,
+            (request.method in IDEMPOTENT_METHODS) if idempotent is None else idempotent,
+            policy,
+            deadline_at,
+            scope or request.path,
+            CallStats() if stats is None else stats,
+        )
+        observer, info = self.observer, None
+        if observer is not None:
+            call.info = info = CallInfo(
+                operation or f"alloy.{request.method} {request.path}", request
+            )
+            observer.call_started(info)
         try:
-            try:
-                response = await self.attempt(call)
-            except _Retry as retry:
-                await asyncio.sleep(retry.delay)
-                response = await _run(self, call)
+            while True:
+                outcome = await self._attempt(call)
+                if isinstance(outcome, Response) and outcome.status < 300:
+                    response = outcome
+                    break
+                decision = self._decide(call, outcome)
+                if isinstance(decision, Response):  # a DELETE found already done
+                    response = decision
+                    break
+                if not isinstance(decision, Retry):
+                    raise decision
+                if info is not None and observer is not None:
+                    retrying = observer.retrying(info, decision.delay, decision.reason)
+                    await self._hook(call, retrying)
+                await asyncio.sleep(decision.delay)
         except BaseException as exc:
-            observer.call_ended(info, exc)
+            if info is not None and observer is not None:
+                observer.call_ended(info, exc)
             raise
-        observer.call_ended(info, None)
+        if info is not None and observer is not None:
+            observer.call_ended(info, None)
         return response
 
-    def _call(
-        self,
-        request: Request,
-        idempotent: bool | None,
-        scope: str | None,
-        stats: CallStats | None,
-        deadline_at: float | None,
-        *,
-        attempts: int = 0,
-    ) -> _Call:
-        if stats is None:
-            stats = CallStats(attempts=attempts)
-        return _Call(
-            request=request,
-            idempotent=(request.method in IDEMPOTENT_METHODS) if idempotent is None else idempotent,
-            policy=self.retry,
-            deadline_at=deadline_at,
-            scope=scope or request.path,
-            stats=stats,
-        )
-
-    async def attempt(self, call: _Call) -> Response:
-        """One attempt; raises :class:`_Retry` when another attempt should follow."""
+    async def _attempt(self, call: _Call) -> Response | AlloyError:
+        """One attempt: the request hook, the send (within the deadline), then the answer's
+        hook or the failure's report. Returns the answer, or the error of an attempt that got
+        none: returned, not raised, for the policy to decide what follows."""
         call.stats.attempts += 1
         request = call.request
-        loop = asyncio.get_running_loop()
         info, observer = call.info, self.observer
         if info is not None and observer is not None:
-            info.attempt = call.attempts
+            info.attempt = call.stats.attempts
             # a hook may raise: not sent
             request = await self._hook(call, observer.before_send(info, request))
         # The clock is read only when a deadline, debug logging or an observer needs it.
-        timed = (
-            call.deadline_at is not None or info is not None or logger.isEnabledFor(logging.DEBUG)
-        )
+        debug = logger.isEnabledFor(logging.DEBUG)
+        timed = call.deadline_at is not None or info is not None or debug
+        loop = asyncio.get_running_loop()
         started = loop.time() if timed else 0.0
+        outcome: Response | AlloyError
         try:
             if call.deadline_at is None:
-                response = await self._shared.transport.send(request)
+                outcome = await self._shared.transport.send(request)
             else:
-                remaining = call.deadline_at - started
-                if remaining <= 0:
-                    raise self._deadline_error(call, sent=False)
-                response = await self._send_within(call, remaining, request)
-        except (APIConnectionError, APITimeoutError) as exc:
+                outcome = await self._send_within(call, request, call.deadline_at - started)
+        except APIConnectionError as exc:  # APITimeoutError and OutcomeUnknownError too
+            outcome = exc
+        call.elapsed = loop.time() - started if timed else 0.0
+        if not isinstance(outcome, Response):
             call.last_status = 0
-            elapsed = loop.time() - started if timed else 0.0
             if info is not None and observer is not None:
-                observer.attempt_failed(info, exc, elapsed)
-            failed: BaseException | None = self._failed(call, exc, elapsed)
-        else:
-            call.last_status = response.status  # before any hook: what the server did
-            failed = None
-        if failed is not None:
-            if isinstance(failed, _Retry) and info is not None and observer is not None:
-                await self._hook(call, observer.retrying(info, failed.delay, failed.reason))
-            raise failed  # outside the except block: the error keeps its own cause and context
-        elapsed = loop.time() - started if timed else 0.0
+                observer.attempt_failed(info, outcome, call.elapsed)
+            return outcome
+        call.last_status = outcome.status  # before any hook: what the server did
         if info is not None and observer is not None:
-            await self._hook(call, observer.answered(info, response, elapsed))
-        if logger.isEnabledFor(logging.DEBUG):
+            await self._hook(call, observer.answered(info, outcome, call.elapsed))
+        if debug:
             logger.debug(
                 "%s %s -> %d in %.1f ms (attempt %d)%s",
                 request.method,
                 request.path,
-                response.status,
-                elapsed * 1000,
-                call.attempts,
-                f" request_id={response.request_id}" if response.request_id else "",
-                extra=_log_extra(response.request_id, call.attempts, response.status, elapsed),
+                outcome.status,
+                call.elapsed * 1000,
+                call.stats.attempts,
+                f" request_id={outcome.request_id}" if outcome.request_id else "",
+                extra=_log_extra(
+                    outcome.request_id, call.stats.attempts, outcome.status, call.elapsed
+                ),
             )
-        if response.status < 300:
-            return response
-        step = self._judge(call, response, elapsed)
-        if isinstance(step, Response):
-            return step
-        if isinstance(step, _Retry) and info is not None and observer is not None:
-            await self._hook(call, observer.retrying(info, step.delay, step.reason))
-        raise step
+        return outcome
 
-    def _failed(self, call: _Call, exc: AlloyError, elapsed: float) -> BaseException:
-        """After an attempt that got no answer: a :class:`_Retry`, or the error to raise."""
-        if isinstance(exc, OutcomeUnknownError) or (isinstance(exc, APITimeoutError) and exc.sent):
-            call.maybe_acted = True
-        self._log_failure(call, exc, elapsed)
-        return self._next_step(call, exc, None)
+    def _decide(self, call: _Call, outcome: Response | AlloyError) -> Decision:
+        """``retry.decide`` after an attempt that did not succeed, and what the SDK does beside
+        it: the throttle listener told, the failure logged, the throttled seconds counted."""
+        call.maybe_acted = call.maybe_acted or may_have_acted(outcome)
+        listener = self.throttle_listener
+        if isinstance(outcome, Response) and outcome.status in (429, 503) and listener is not None:
+            listener(call.scope, parse_retry_after(outcome.headers))
+        remaining = None
+        if call.deadline_at is not None:
+            remaining = call.deadline_at - asyncio.get_running_loop().time()
+        attempt = Attempt(
+            call.request, call.stats.attempts, call.idempotent, call.maybe_acted, remaining
+        )
+        decision = decide(call.policy, attempt, outcome)
+        r = call.request
+        if isinstance(decision, Response):
+            assert isinstance(outcome, Response)
+            logger.info(
+                "%s %s answered 404 on attempt %d after an attempt that may have deleted it: "
+                "taken as deleted",
+                r.method,
+                r.path,
+                attempt.number,
+                extra=_log_extra(outcome.request_id, attempt.number, outcome.status, None),
+            )
+            return decision
+        if logger.isEnabledFor(logging.DEBUG):
+            error = outcome if isinstance(outcome, AlloyError) else error_from_response(outcome, r)
+            logger.debug(
+                "%s %s failed in %.1f ms (attempt %d): %s",
+                r.method,
+                r.path,
+                call.elapsed * 1000,
+                attempt.number,
+                error,
+                extra=_error_extra(error, attempt.number, call.elapsed),
+            )
+        if isinstance(decision, Retry):
+            reason = decision.reason
+            if isinstance(reason, APIStatusError) and reason.status in (429, 503):
+                call.stats.throttled += decision.delay
+            logger.info(
+                "retrying %s %s in %.2f s (attempt %d failed: %s)",
+                r.method,
+                r.path,
+                decision.delay,
+                attempt.number,
+                type(reason).__name__,
+                extra=_error_extra(reason, attempt.number, None),
+            )
+        return decision
 
-    def _judge(self, call: _Call, response: Response, elapsed: float) -> BaseException | Response:
-        """After a non-2xx answer: the response to return (a DELETE already done), a
-        :class:`_Retry`, or the error to raise."""
-        request = call.request
-        if response.status == 404 and call.maybe_acted and request.method == "DELETE":
-            return _gone(call, response)
-        if response.status >= 500 and response.status not in _NOT_HANDLED_5XX:
-            call.maybe_acted = True
-        error = error_from_response(response, request)
-        retry_after = parse_retry_after(response.headers)
-        if response.status in (429, 503) and self.throttle_listener is not None:
-            self.throttle_listener(call.scope, retry_after)
-        self._log_failure(call, error, elapsed)
-        return self._next_step(call, error, retry_after)
-
-    async def _send_within(self, call: _Call, remaining: float, request: Request) -> Response:
+    async def _send_within(self, call: _Call, request: Request, remaining: float) -> Response:
         """Send one attempt that must end within ``remaining`` seconds (the call's deadline).
 
         A transport that enforces ``Request.timeout`` itself (``enforces_timeout = True``, as
@@ -358,6 +391,8 @@ class Requester:
         backstop, a little later; for other transports it is the deadline, and reports
         "maybe sent".
         """
+        if remaining <= 0:
+            raise self._deadline_error(call, sent=False)
         transport = self._shared.transport
         if not getattr(transport, "enforces_timeout", False):
             try:
@@ -375,37 +410,6 @@ class Requester:
             if cut:
                 raise self._deadline_error(call, sent=exc.sent) from exc
             raise
-
-    def _next_step(
-        self, call: _Call, error: AlloyError, retry_after: float | None
-    ) -> BaseException:
-        """Decide: a :class:`_Retry` to wait and try again, or the error to raise."""
-        policy = call.policy
-        if not policy.is_retryable(error, idempotent=call.idempotent):
-            return _final_error(call, error)
-        if isinstance(error, RateLimitError) and error.retry_after is not None:
-            retry_after = error.retry_after
-        if retry_after is not None and retry_after > policy.max_retry_after:
-            return error  # RateLimitError carries retry_after for the caller to schedule
-        if call.attempts > policy.max_retries:
-            return _final_error(call, error)
-        delay = retry_after if retry_after is not None else policy.backoff_wait(call.attempts)
-        if call.deadline_at is not None:
-            remaining = call.deadline_at - asyncio.get_running_loop().time()
-            if delay >= remaining:
-                return _final_error(call, error)
-        if isinstance(error, APIStatusError) and error.status in (429, 503):
-            call.stats.throttled += delay
-        logger.info(
-            "retrying %s %s in %.2f s (attempt %d failed: %s)",
-            call.request.method,
-            call.request.path,
-            delay,
-            call.attempts,
-            type(error).__name__,
-            extra=_error_extra(error, call.attempts, None),
-        )
-        return _Retry(delay, error)
 
     async def _hook(self, call: _Call, hooks: Awaitable[T]) -> T:
         """The event hooks of one step, within the call's deadline (it bounds the whole call,
@@ -432,30 +436,7 @@ class Requester:
         ) from None
 
     def _deadline_error(self, call: _Call, *, sent: bool) -> AlloyError:
-        r = call.request
-        deadline = call.policy.deadline
-        if sent and not (call.idempotent or call.policy.retry_unsafe):
-            return OutcomeUnknownError(
-                f"deadline of {deadline:g} s ran out after the request was sent; "
-                "the action may have run",
-                method=r.method,
-                path=r.path,
-            )
-        return APITimeoutError(
-            f"deadline of {deadline:g} s ran out", method=r.method, path=r.path, sent=sent
-        )
-
-    def _log_failure(self, call: _Call, error: AlloyError, elapsed: float) -> None:
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "%s %s failed in %.1f ms (attempt %d): %s",
-                call.request.method,
-                call.request.path,
-                elapsed * 1000,
-                call.attempts,
-                error,
-                extra=_error_extra(error, call.attempts, elapsed),
-            )
+        return deadline_error(call.policy, call.request, idempotent=call.idempotent, sent=sent)
 
 
 _BUILD_KEYS = frozenset(
@@ -476,12 +457,19 @@ def _build_only(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if k in _BUILD_KEYS}
 
 
-@backoff.on_exception(
-    backoff.runtime,
-    _Retry,
-    value=_retry_delay,
-    jitter=None,
-    logger=None,  # we log ourselves, without request arguments
-)
-async def _run(requester: Requester, call: _Call) -> Response:
-    return await requester.attempt(call)
+def _log_extra(
+    request_id: str | None, attempt: int, status: int | None, elapsed: float | None
+) -> dict[str, Any]:
+    """The structured fields of a log record (a JSON handler shows them); never secrets."""
+    return {
+        "request_id": request_id,
+        "attempt": attempt,
+        "status": status,
+        "elapsed_ms": None if elapsed is None else round(elapsed * 1000, 3),
+    }
+
+
+def _error_extra(error: AlloyError, attempt: int, elapsed: float | None) -> dict[str, Any]:
+    status = error.status if isinstance(error, APIStatusError) else None
+    request_id = error.request_id if isinstance(error, APIStatusError) else None
+    return _log_extra(request_id, attempt, status, elapsed) | {"error_type": type(error).__name__}

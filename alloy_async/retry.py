@@ -1,8 +1,10 @@
 """RetryPolicy: what is retried, how long to wait, and what is never retried.
 
-The waits come from :mod:`backoff` (``expo`` with ``full_jitter``) and the retry loop itself is
-``backoff.on_exception`` (see ``_core.py``), both through backoff's public API; this module
-only decides. ``Retry-After`` is read by ``_wire.parse_retry_after`` (re-exported here).
+This module decides and does no I/O: :func:`decide` turns one attempt's outcome (an answer, or
+the transport's error) into what follows: the response to return, the error to raise, or a
+:class:`Retry` after some seconds. The retry loop that acts on it is ``Requester.send``
+(``_core.py``). The waits come from :mod:`backoff`'s public wait generators (``expo`` with
+``full_jitter``); ``Retry-After`` is read by ``_wire.parse_retry_after`` (re-exported here).
 
 Side-effect rules (DESIGN.md section 5):
 
@@ -30,9 +32,10 @@ import attrs
 import backoff
 
 from ._checks import check_number
+from ._http import Request, Response
 
 # ``parse_retry_after`` is part of the sans-I/O wire layer; this name stays for importers.
-from ._wire import parse_retry_after
+from ._wire import error_from_response, parse_retry_after
 from .errors import (
     AlloyError,
     APIConnectionError,
@@ -40,6 +43,7 @@ from .errors import (
     APITimeoutError,
     InvalidRequestError,
     OutcomeUnknownError,
+    RateLimitError,
 )
 
 __all__ = ["RetryPolicy", "parse_retry_after"]
@@ -51,6 +55,9 @@ __all__ = ["RetryPolicy", "parse_retry_after"]
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 #: Statuses that prove the server did not act: even a POST is retried on them.
 _UNSAFE_RETRY_STATUSES = frozenset({429, 503})
+#: 5xx answers that say the request was not handled: 503, and a CDN that could not reach the
+#: origin (521 down, 522 connect timeout, 523 unreachable). Any other 5xx may have acted.
+_NOT_HANDLED_5XX = frozenset({503, 521, 522, 523})
 
 
 def _number(
@@ -160,3 +167,112 @@ class RetryPolicy:
         if isinstance(error, APITimeoutError):
             return safe or not error.sent
         return isinstance(error, APIConnectionError)
+
+
+def not_handled(status: int) -> bool:
+    """The server said it did not act on the request: 429 or 503, the answers after which a
+    POST may be sent again (a CDN's 521-523 count as "may have acted" for a POST)."""
+    return status == 429 or status == 503
+
+
+def may_have_acted(outcome: Response | AlloyError) -> bool:
+    """Whether the attempt that ended in ``outcome`` may have reached the server and acted:
+    sent, then no answer; or a 5xx that does not say it was not handled."""
+    if isinstance(outcome, Response):
+        return outcome.status >= 500 and outcome.status not in _NOT_HANDLED_5XX
+    return isinstance(outcome, OutcomeUnknownError) or (
+        isinstance(outcome, APITimeoutError) and outcome.sent
+    )
+
+
+@attrs.frozen(slots=True)
+class Attempt:
+    """What :func:`decide` knows of a call after one of its attempts."""
+
+    request: Request
+    #: 1 for the first attempt, 2 for the first retry, ...
+    number: int
+    #: Whether the request may be sent again after it may have acted (GET, PUT, DELETE).
+    idempotent: bool
+    #: This attempt or an earlier one may have acted (:func:`may_have_acted`).
+    maybe_acted: bool = False
+    #: Seconds left before the call's deadline (None: the call has none).
+    remaining: float | None = None
+
+
+@attrs.frozen(slots=True)
+class Retry:
+    """Attempt again after ``delay`` seconds; ``reason`` is the failed attempt's error."""
+
+    delay: float
+    reason: AlloyError
+
+
+#: What follows an attempt: return the response, raise the error, or :class:`Retry`.
+Decision = Response | AlloyError | Retry
+
+
+def decide(policy: RetryPolicy, attempt: Attempt, outcome: Response | AlloyError) -> Decision:
+    """What follows an attempt that ended in ``outcome`` (the server's answer, or the error of
+    an attempt that got none), by ``policy``'s rules.
+
+    No I/O and no event loop: besides its arguments it reads only the backoff's random jitter
+    and, for a ``Retry-After`` given as a date, the wall clock.
+    """
+    request = attempt.request
+    retry_after = None
+    if isinstance(outcome, Response):
+        if outcome.status < 300:
+            return outcome
+        if outcome.status == 404 and attempt.maybe_acted and request.method == "DELETE":
+            # Retried after an attempt that may have deleted it: gone, as the caller asked.
+            # The call succeeds as 204 No Content (the 404's headers kept, its body dropped).
+            return Response(204, outcome.headers, b"")
+        error: AlloyError = error_from_response(outcome, request)
+        retry_after = parse_retry_after(outcome.headers)
+    else:
+        error = outcome
+    if not policy.is_retryable(error, idempotent=attempt.idempotent):
+        return _final_error(policy, attempt, error)
+    if isinstance(error, RateLimitError) and error.retry_after is not None:
+        retry_after = error.retry_after
+    if retry_after is not None and retry_after > policy.max_retry_after:
+        return error  # RateLimitError carries retry_after for the caller to schedule
+    if attempt.number > policy.max_retries:
+        return _final_error(policy, attempt, error)
+    delay = retry_after if retry_after is not None else policy.backoff_wait(attempt.number)
+    if attempt.remaining is not None and delay >= attempt.remaining:
+        return _final_error(policy, attempt, error)
+    return Retry(delay, error)
+
+
+def _final_error(policy: RetryPolicy, attempt: Attempt, error: AlloyError) -> AlloyError:
+    """The error the caller sees: a sent-then-silent POST becomes OutcomeUnknownError."""
+    safe = attempt.idempotent or policy.retry_unsafe
+    if isinstance(error, APITimeoutError) and error.sent and not safe:
+        unknown = OutcomeUnknownError(
+            "timed out after the request was sent; the action may have run",
+            method=error.method,
+            path=error.path,
+        )
+        unknown.__cause__ = error
+        return unknown
+    return error
+
+
+def deadline_error(
+    policy: RetryPolicy, request: Request, *, idempotent: bool, sent: bool
+) -> AlloyError:
+    """The error of a call whose deadline ran out; ``sent``: the request may have been sent
+    (then a non-idempotent call is :class:`~alloy_async.errors.OutcomeUnknownError`)."""
+    deadline = policy.deadline
+    if sent and not (idempotent or policy.retry_unsafe):
+        return OutcomeUnknownError(
+            f"deadline of {deadline:g} s ran out after the request was sent; "
+            "the action may have run",
+            method=request.method,
+            path=request.path,
+        )
+    return APITimeoutError(
+        f"deadline of {deadline:g} s ran out", method=request.method, path=request.path, sent=sent
+    )

@@ -246,13 +246,13 @@ def test_only_observability_imports_opentelemetry() -> None:
 # The diagram, top to bottom: cli -> distributed -> client -> services -> (pagination, engine
 # -> limiters) -> _core -> (_wire, _http, _convert + models) -> (transports, errors); testing/
 # and sandbox.py beside it. Units the diagram does not draw are placed by what they are:
-# _call is _core's call bookkeeping; retry (RetryPolicy) and observability (hooks, telemetry)
-# are what _core drives, so they sit under it, beside _wire; validation checks action inputs
+# retry (RetryPolicy and its sans-I/O decision) and observability (hooks, telemetry) are what
+# _core drives, so they sit under it, beside _wire; validation checks action inputs
 # over models; journal.py and bulk.py re-export engine/; the leaf helpers import only errors.
 _LEAVES = {"errors", "_version", "_coerce", "_checks", "_env", "_aio"}
 _VALUES = _LEAVES | {"_http", "models", "_shapes", "_convert", "validation"}
 _UNDER_CORE = _VALUES | {"_wire", "transports", "retry", "observability"}
-_CORE = _UNDER_CORE | {"_core", "_call"}
+_CORE = _UNDER_CORE | {"_core"}
 _ENGINE = _CORE | {"engine", "limiters", "journal", "bulk"}
 _SERVICES = (_ENGINE | {"services", "pagination", "_page_guards"}) - {"transports"}
 _CLIENT = _SERVICES | {"client", "transports"}
@@ -272,9 +272,8 @@ _MAY_IMPORT: dict[str, set[str]] = {
     "_convert": _LEAVES | {"models", "_shapes"},
     "validation": _LEAVES | {"models"},
     "_wire": _VALUES | {"transports"},
-    "retry": _VALUES | {"_wire", "transports"},
+    "retry": _VALUES | {"_wire"},
     "observability": _VALUES | {"_wire", "transports"},
-    "_call": _CORE,
     "_core": _CORE,
     "limiters": _LEAVES,
     "pagination": _CORE | {"_page_guards"},

@@ -14,7 +14,6 @@ from collections.abc import Callable
 
 import attrs
 
-from .._call import not_handled
 from ..errors import (
     APIConnectionError,
     APIStatusError,
@@ -24,6 +23,7 @@ from ..errors import (
     UnusableSchemaError,
 )
 from ..models.bulk import BulkReport, JobOutcome
+from ..retry import not_handled
 from .dispatch import Bell
 from .journal import State
 from .quarantine import credential_failure
