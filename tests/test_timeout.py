@@ -92,9 +92,9 @@ async def test_read_timeout_on_a_get_is_retried_per_policy(server: tuple[Server,
     assert srv.hits == 2  # the first attempt and its one retry
 
 
-@pytest.mark.parametrize("timeout", [0.3, Timeout(read=0.3)])
+@pytest.mark.parametrize("budget", [0.3, Timeout(read=0.3)])
 async def test_a_stalled_execute_is_never_retried(
-    server: tuple[Server, str], timeout: float | Timeout
+    server: tuple[Server, str], budget: float | Timeout
 ) -> None:
     """An execute that was sent and got no answer within its ``timeout=`` ends as "maybe
     acted" and is never sent again, whatever the retry budget.
@@ -103,7 +103,7 @@ async def test_a_stalled_execute_is_never_retried(
     srv, base = server
     async with client(base, retry=RetryPolicy(max_retries=3, backoff_base=0.01)) as alloy:
         with pytest.raises((APITimeoutError, OutcomeUnknownError)) as info:
-            await within(STUCK, "a stalled execute", execute(alloy, timeout=timeout))
+            await within(STUCK, "a stalled execute", execute(alloy, timeout=budget))
     assert not isinstance(info.value, APITimeoutError) or info.value.sent is True
     assert srv.hits == 1
 
