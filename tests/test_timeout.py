@@ -122,12 +122,14 @@ async def test_a_pool_wait_timeout_is_never_sent(
     async with client(base, max_connections=1) as alloy:
         view = alloy.with_options(deadline=deadline)
         holder = asyncio.create_task(alloy.users.get("u1", timeout=60))
-        await srv.arrived.wait()  # the only connection is taken
-        with pytest.raises(APITimeoutError) as info:
-            await within(STUCK, "a pool wait", execute(view, timeout=Timeout(pool=0.3)))
-        assert srv.hits == 1  # the execute never reached the server
-        srv.release.set()
-        await holder
+        try:
+            await srv.arrived.wait()  # the only connection is taken
+            with pytest.raises(APITimeoutError) as info:
+                await within(STUCK, "a pool wait", execute(view, timeout=Timeout(pool=0.3)))
+            assert srv.hits == 1  # the execute never reached the server
+        finally:
+            srv.release.set()
+            await asyncio.gather(holder, return_exceptions=True)
     assert info.value.sent is False
     assert "deadline" not in str(info.value)
 
