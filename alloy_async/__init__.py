@@ -6,7 +6,7 @@
 """
 
 from ._core import CallStats
-from ._http import Request, Response
+from ._http import Request, Response, Timeout
 from ._version import __version__
 from .client import AlloyClient
 from .engine import BulkRun, SqliteJournal
@@ -84,6 +84,7 @@ __all__ = [
     "ServerError",
     "SqliteJournal",
     "TLSError",
+    "Timeout",
     "Transport",
     "UnprocessableEntityError",
     "UnusableSchemaError",

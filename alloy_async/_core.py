@@ -18,7 +18,17 @@ from typing import Any, TypeVar
 import attrs
 
 from ._env import configure_logging_from_env, logger, user_agent
-from ._http import IDEMPOTENT_METHODS, Headers, Request, Response, Secret, bind_loop
+from ._http import (
+    IDEMPOTENT_METHODS,
+    Headers,
+    Request,
+    Response,
+    Secret,
+    Timeout,
+    bind_loop,
+    timeout_total,
+    with_total,
+)
 from ._wire import (
     build_request,
     common_headers,
@@ -128,7 +138,7 @@ class Requester:
     auth: Secret = attrs.field(repr=False)
     api_version: str
     user_id: str | None
-    timeout: float | None
+    timeout: float | Timeout | None
     retry: RetryPolicy
     default_headers: Mapping[str, str] = attrs.field(repr=False)  # may hold credentials
     throttle_listener: ThrottleListener | None = None
@@ -152,7 +162,7 @@ class Requester:
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, Any] | None = None,
         extra_body: Mapping[str, Any] | None = None,
-        timeout: float | None = None,
+        timeout: float | Timeout | None = None,
         route: tuple[str, str] | None = None,
     ) -> Request:
         """Build one :class:`Request` with this requester's defaults: ``_wire.build_request``
@@ -385,7 +395,7 @@ class Requester:
         """Send one attempt that must end within ``remaining`` seconds (the call's deadline).
 
         A transport that enforces ``Request.timeout`` itself (``enforces_timeout = True``, as
-        AiohttpTransport does) is given the deadline as the attempt's timeout: it alone can
+        AiohttpTransport does) is given the deadline as the attempt's ``total``: it alone can
         tell a deadline spent waiting for a pooled connection or connecting (never sent,
         retried) from one spent after writing (maybe sent). ``wait_for`` is then only a
         backstop, a little later; for other transports it is the deadline, and reports
@@ -399,15 +409,18 @@ class Requester:
                 return await asyncio.wait_for(transport.send(request), remaining)
             except TimeoutError:
                 raise self._deadline_error(call, sent=True) from None
-        cut = request.timeout is None or request.timeout > remaining
+        total = timeout_total(request.timeout)
+        cut = total is None or total > remaining
         if cut:
-            request = attrs.evolve(request, timeout=remaining)
+            # Only ``total`` is lowered: the phases of a Timeout still tell a pool wait or a
+            # connect (never sent) from a read.
+            request = attrs.evolve(request, timeout=with_total(request.timeout, remaining))
         try:
             return await asyncio.wait_for(transport.send(request), remaining + _BACKSTOP)
         except TimeoutError:
             raise self._deadline_error(call, sent=True) from None
         except APITimeoutError as exc:
-            if cut:
+            if cut and not _phase_fired(request.timeout, call.deadline_at):
                 raise self._deadline_error(call, sent=exc.sent) from exc
             raise
 
@@ -437,6 +450,16 @@ class Requester:
 
     def _deadline_error(self, call: _Call, *, sent: bool) -> AlloyError:
         return deadline_error(call.policy, call.request, idempotent=call.idempotent, sent=sent)
+
+
+def _phase_fired(timeout: float | Timeout | None, deadline_at: float | None) -> bool:
+    """Whether an attempt's timeout, with ``total`` cut to the deadline, fired before it: a
+    phase of a :class:`Timeout` (``pool``, ``connect``, ``read``), raised as it is (a pool
+    wait stays retryable), not as the deadline's error. The ``total`` timer fires at or past
+    ``deadline_at`` (it is armed after ``remaining`` was read)."""
+    if not isinstance(timeout, Timeout) or not timeout.phased or deadline_at is None:
+        return False
+    return asyncio.get_running_loop().time() < deadline_at - 0.001
 
 
 _BUILD_KEYS = frozenset(

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from ._checks import check_number
 from .errors import ConfigurationError, InvalidRequestError
 
 __all__ = [
@@ -20,6 +21,8 @@ __all__ = [
     "Request",
     "Response",
     "Secret",
+    "Timeout",
+    "TimeoutTypes",
     "bearer",
     "check_header",
     "header_value_ok",
@@ -132,6 +135,78 @@ def bearer(api_key: str) -> Secret:
     return Secret(f"Bearer {api_key}")
 
 
+def _seconds(instance: object, attribute: attrs.Attribute[float | None], value: object) -> None:
+    name = attribute.name
+    check_number(f"Timeout {name}", value, low=0, strict=True, optional=True, field=name)
+
+
+@attrs.frozen(slots=True)
+class Timeout:
+    """How long one attempt of a call may take, phase by phase; each in seconds, None for no
+    limit. A plain number ``x`` given as a timeout means ``Timeout(total=x)``.
+
+    Attributes:
+        total: the whole attempt: waiting for a pooled connection, connecting, sending and
+            reading the answer. A call's ``deadline`` lowers it to what is left of the call.
+        connect: establishing one new connection (TCP, and TLS for https).
+        pool: waiting for a pooled connection when all ``max_connections`` are busy. aiohttp
+            times the wait and the connecting that follows with one timer: it is set to
+            ``pool + connect`` (``pool`` alone when ``connect`` is None), so with ``pool``
+            alone the wait and a new connection together get ``pool`` seconds.
+        read: between two chunks of the answer (aiohttp's ``sock_read``), from the moment
+            the request is written.
+
+    A timeout while waiting for a connection or connecting is "never sent"
+    (:class:`~alloy_async.errors.APITimeoutError` with ``sent=False``, retried); one after
+    the request was written (``read``, or ``total`` then) may have been acted on.
+
+    Raises:
+        InvalidRequestError: a value that is not a number > 0 or None; ``field`` names it.
+    """
+
+    total: float | None = attrs.field(default=None, validator=_seconds)
+    connect: float | None = attrs.field(default=None, validator=_seconds)
+    pool: float | None = attrs.field(default=None, validator=_seconds)
+    read: float | None = attrs.field(default=None, validator=_seconds)
+
+    @property
+    def phased(self) -> bool:
+        """Whether a phase (``connect``, ``pool`` or ``read``) is bounded apart from ``total``."""
+        return self.connect is not None or self.pool is not None or self.read is not None
+
+
+#: What a ``timeout=`` argument takes: seconds per attempt, a :class:`Timeout`, or None.
+TimeoutTypes = float | Timeout | None
+
+
+def check_timeout(value: object, error: type[Exception] = InvalidRequestError) -> TimeoutTypes:
+    """``value`` as a ``timeout=`` argument (a number > 0 kept as it is, a :class:`Timeout`,
+    or None), else ``error`` (:class:`InvalidRequestError` or :class:`ConfigurationError`)
+    naming ``timeout``."""
+    if value is None or isinstance(value, Timeout):
+        return value
+    try:
+        check_number("timeout", value, low=0, strict=True)
+    except InvalidRequestError as exc:
+        if error is InvalidRequestError:
+            raise
+        raise error(f"{exc} (seconds, or alloy_async.Timeout)") from None
+    assert isinstance(value, (int, float))
+    return value
+
+
+def timeout_total(timeout: TimeoutTypes) -> float | None:
+    """The ``total`` of ``timeout`` (a number is its own total)."""
+    return timeout.total if isinstance(timeout, Timeout) else timeout
+
+
+def with_total(timeout: TimeoutTypes, total: float) -> TimeoutTypes:
+    """``timeout`` with ``total`` lowered to ``total`` (the call's deadline), phases kept."""
+    if isinstance(timeout, Timeout):
+        return attrs.evolve(timeout, total=total)
+    return total
+
+
 @attrs.frozen(slots=True)
 class Request:
     """One HTTP request, as a transport sends it.
@@ -142,7 +217,8 @@ class Request:
         headers: header names (lower-case) to values, ``authorization`` included; treat as
             read-only. Built on each read from the stored headers and ``auth``.
         body: the encoded body, or None.
-        timeout: seconds the transport may spend on this one attempt, or None.
+        timeout: seconds the transport may spend on this one attempt, a :class:`Timeout`
+            (phase by phase), or None.
         path: the URL path, for messages and logs (never holds the query string).
         auth: the ``authorization`` value, or None. Kept apart from the stored headers (which
             then hold no credential of the client's) and added by ``headers`` when read; a
@@ -153,7 +229,7 @@ class Request:
     url: str
     _headers: Mapping[str, str] = attrs.field(factory=dict)
     body: bytes | None = None
-    timeout: float | None = None
+    timeout: float | Timeout | None = None
     path: str = ""
     auth: Secret | None = None
 

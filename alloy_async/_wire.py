@@ -26,7 +26,16 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
-from ._http import Headers, Request, Response, Secret, check_header, header_value_ok
+from ._http import (
+    Headers,
+    Request,
+    Response,
+    Secret,
+    Timeout,
+    check_header,
+    check_timeout,
+    header_value_ok,
+)
 from .errors import (
     APIStatusError,
     InvalidRequestError,
@@ -73,8 +82,8 @@ class RequestDefaults(Protocol):
         """The default ``x-alloy-userid``, or None."""
 
     @property
-    def timeout(self) -> float | None:
-        """The default per-attempt timeout in seconds, or None."""
+    def timeout(self) -> float | Timeout | None:
+        """The default per-attempt timeout (seconds or a :class:`Timeout`), or None."""
 
 
 def common_headers(
@@ -184,12 +193,13 @@ def build_request(
     extra_headers: Mapping[str, str] | None = None,
     extra_query: Mapping[str, Any] | None = None,
     extra_body: Mapping[str, Any] | None = None,
-    timeout: float | None = None,
+    timeout: float | Timeout | None = None,
     route: tuple[str, str] | None = None,
 ) -> Request:
     """Build one :class:`Request` (no I/O); raises :class:`InvalidRequestError`.
 
-    ``user_id`` and ``timeout`` override the defaults' when not None; ``extra_query`` and
+    ``user_id`` and ``timeout`` override the defaults' when not None (a call's ``timeout``
+    replaces the client's whole, and is checked here); ``extra_query`` and
     ``extra_body`` are merged over ``query`` and ``json``; ``extra_headers`` over the rest.
     ``route``: the ``(url, path)`` already built (``actions.execute`` caches its own), instead of
     ``template`` and ``path_params``.
@@ -235,7 +245,7 @@ def build_request(
         for name, value in extra_headers.items():
             headers[name.lower()] = check_header(name, value)
     # Positional: a third cheaper than keywords for a frozen attrs class (hot path).
-    timeout = defaults.timeout if timeout is None else timeout
+    timeout = defaults.timeout if timeout is None else check_timeout(timeout)
     return Request(method, url, headers, body, timeout, path, defaults.auth)
 
 

@@ -8,7 +8,14 @@ from types import TracebackType
 from typing import Any
 
 from ._core import Requester, _Shared, configure_logging_from_env
-from ._http import bearer, check_header, header_value_ok, normalize_base_url
+from ._http import (
+    Timeout,
+    bearer,
+    check_header,
+    check_timeout,
+    header_value_ok,
+    normalize_base_url,
+)
 from .errors import ConfigurationError, InvalidRequestError
 from .observability import EventHooks, HookObserver, Observer, chain, telemetry_observer
 from .observability.raw import CaptureObserver, RawServices
@@ -61,7 +68,10 @@ class AlloyClient:
             Plain ``http://`` is refused unless the host is loopback.
         api_version: the ``x-api-version`` header.
         user_id: the default ``x-alloy-userid`` (the end user calls run for).
-        timeout: seconds for one attempt (connect, send and read), or None.
+        timeout: seconds for one attempt (pool wait, connect, send and read), an
+            :class:`~alloy_async.Timeout` bounding ``total``, ``connect``, ``pool`` and
+            ``read`` apart, or None (no limit). Each service call's ``timeout=`` replaces it
+            for that call.
         max_retries: retries after the first attempt; see :class:`RetryPolicy`.
         retry: a full :class:`RetryPolicy` (its ``max_retries`` wins over ``max_retries``).
         transport: a :class:`~alloy_async.transports.Transport`; by default an
@@ -108,7 +118,7 @@ class AlloyClient:
         base_url: str | None = None,
         api_version: str = DEFAULT_API_VERSION,
         user_id: str | None = None,
-        timeout: float | None = 30.0,
+        timeout: float | Timeout | None = 30.0,
         max_retries: int = 3,
         retry: RetryPolicy | None = None,
         transport: Transport | None = None,
@@ -133,8 +143,7 @@ class AlloyClient:
         if not api_version or not api_version.strip():
             raise ConfigurationError("api_version must be a non-empty string")
         check_header("x-api-version", api_version)
-        if timeout is not None and timeout <= 0:
-            raise ConfigurationError("timeout must be > 0 or None")
+        timeout = check_timeout(timeout, ConfigurationError)
         if user_id is not None and (not isinstance(user_id, str) or not user_id.strip()):
             raise ConfigurationError("user_id must be a non-empty string or None")
         policy = retry if retry is not None else RetryPolicy(max_retries=max_retries)
@@ -212,7 +221,7 @@ class AlloyClient:
     def with_options(
         self,
         *,
-        timeout: float | None = _UNSET,
+        timeout: float | Timeout | None = _UNSET,
         max_retries: int | None = None,
         retry: RetryPolicy | None = None,
         deadline: float | None = _UNSET,
@@ -222,7 +231,7 @@ class AlloyClient:
         """A view of this client with other settings (same connections).
 
         Args:
-            timeout: seconds per attempt.
+            timeout: seconds per attempt, or a :class:`~alloy_async.Timeout`.
             max_retries: retries after the first attempt.
             retry: a whole new :class:`RetryPolicy`.
             deadline: seconds for a whole call, attempts and waits together.
@@ -242,9 +251,7 @@ class AlloyClient:
             policy = attrs.evolve(policy, **changes)
         updates: dict[str, Any] = {"retry": policy}
         if timeout is not _UNSET:
-            if timeout is not None and timeout <= 0:
-                raise ConfigurationError("timeout must be > 0 or None")
-            updates["timeout"] = timeout
+            updates["timeout"] = check_timeout(timeout, ConfigurationError)
         if user_id is not _UNSET:
             if user_id is not None:
                 check_header("x-alloy-userid", user_id)
@@ -303,8 +310,8 @@ class AlloyClient:
         return self._requester.retry
 
     @property
-    def timeout(self) -> float | None:
-        """Seconds per attempt."""
+    def timeout(self) -> float | Timeout | None:
+        """Seconds per attempt, or the :class:`~alloy_async.Timeout` given."""
         return self._requester.timeout
 
     @property

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._core import Requester
+from .._http import Timeout, check_timeout
 from ..errors import InvalidRequestError
 
 __all__ = ["Extras", "Service", "check_id", "check_mapping", "extras"]
@@ -15,7 +16,12 @@ Extras = dict[str, Any]
 
 
 class Service:
-    """Base of the resource services: holds the client's requester, nothing else."""
+    """Base of the resource services: holds the client's requester, nothing else.
+
+    Every method that sends a request takes a keyword-only ``timeout``: seconds per attempt
+    or an :class:`~alloy_async.Timeout` for this call, replacing the client's own (None: the
+    client's).
+    """
 
     __slots__ = ("_requester",)
 
@@ -30,9 +36,16 @@ def extras(
     extra_headers: Mapping[str, str] | None,
     extra_query: Mapping[str, Any] | None,
     extra_body: Mapping[str, Any] | None,
+    timeout: float | Timeout | None = None,
 ) -> Extras:
-    """Keyword arguments for :meth:`Requester.build` from the escape hatches."""
-    return {"extra_headers": extra_headers, "extra_query": extra_query, "extra_body": extra_body}
+    """Keyword arguments for :meth:`Requester.build` from the escape hatches and the call's
+    ``timeout`` (checked here: a paginator factory refuses a bad one when called)."""
+    return {
+        "extra_headers": extra_headers,
+        "extra_query": extra_query,
+        "extra_body": extra_body,
+        "timeout": check_timeout(timeout),
+    }
 
 
 def check_id(name: str, value: object) -> str:

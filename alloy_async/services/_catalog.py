@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from .._convert import structure_list
 from .._core import Requester
+from .._http import Timeout
 from ..errors import InvalidRequestError
 from ..models.actions import CatalogAction
 from ..models.connectors import Connector, Resource
@@ -37,6 +38,7 @@ def catalog(
     concurrency: int,
     extra_headers: Mapping[str, str] | None,
     extra_query: Mapping[str, Any] | None,
+    timeout: float | Timeout | None = None,
 ) -> AsyncPaginator[CatalogAction]:
     """See :meth:`~alloy_async.services.actions.Actions.catalog`."""
     if concurrency < 1:
@@ -44,7 +46,7 @@ def catalog(
     if user_id is not None:
         check_id("user_id", user_id)
     chosen = None if connectors is None else [check_id("connectors", c) for c in connectors]
-    hatches = _checked_extras(extra_headers, extra_query, None)
+    hatches = _checked_extras(extra_headers, extra_query, None, timeout)
     state: dict[str, list[str]] = {}
 
     async def connector_ids() -> list[str]:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._checks import check_number
 from .._convert import execution_result, structure, unwrap
 from .._core import CallStats
-from .._http import Request
+from .._http import Request, Timeout
 from .._wire import decode_json
 from ..errors import InvalidRequestError, InvalidResponseError
 from ..limiters import RateLimiter
@@ -48,8 +48,13 @@ class Actions(Service):
         user_id: str | None = None,
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, Any] | None = None,
+        timeout: float | Timeout | None = None,
     ) -> Action:
-        """An action's schema: method, path, parameters and request body (JSON Schema)."""
+        """An action's schema: method, path, parameters and request body (JSON Schema).
+
+        ``timeout``: seconds or a :class:`~alloy_async.Timeout` for this call (None: the
+        client's).
+        """
         answer = await self._requester.request_json(
             "GET",
             "/connectors/{connectorId}/actions/{actionId}",
@@ -59,7 +64,7 @@ class Actions(Service):
                 "actionId": check_id("action_id", action_id),
             },
             user_id=user_id,
-            **extras(extra_headers, extra_query, None),
+            **extras(extra_headers, extra_query, None, timeout),
         )
         return structure(unwrap(answer, "action", "data"), Action)
 
@@ -71,13 +76,16 @@ class Actions(Service):
         request_body: Any = None,
         query_parameters: Mapping[str, Any] | None = None,
         path_params: Mapping[str, Any] | None = None,
+        timeout: float | Timeout | None = None,
     ) -> list[Problem]:
         """What the action's published schema refuses in these arguments; empty when valid.
 
         Each :class:`~alloy_async.validation.Problem` has a JSON pointer into the arguments
         (``/request_body/to``), a message and the failing schema keyword. The schema is fetched
         once per client (``actions.get``; kept 10 minutes, 256 actions at most) and checked
-        locally; nothing is executed. Needs the ``validate`` extra (jsonschema).
+        locally; nothing is executed. Needs the ``validate`` extra (jsonschema). ``timeout``
+        (seconds or a :class:`~alloy_async.Timeout`; None: the client's) bounds the schema's
+        fetch.
 
         Raises:
             UnusableSchemaError: the action's schema cannot be applied.
@@ -86,15 +94,17 @@ class Actions(Service):
         check_id("action_id", action_id)
         check_mapping("query_parameters", query_parameters)
         check_mapping("path_params", path_params)
-        return await self._preflight().problems(
+        return await self._preflight(timeout).problems(
             connector_id, action_id, request_body, query_parameters, path_params
         )
 
-    def _preflight(self) -> Preflight:
+    def _preflight(self, timeout: float | Timeout | None = None) -> Preflight:
         shared = self._requester._shared
         if shared.schemas is None:
             shared.schemas = SchemaCache()
-        return Preflight(shared.schemas, self.get)
+        if timeout is None:
+            return Preflight(shared.schemas, self.get)
+        return Preflight(shared.schemas, functools.partial(self.get, timeout=timeout))
 
     async def execute(
         self,
@@ -112,6 +122,7 @@ class Actions(Service):
         extra_body: Mapping[str, Any] | None = None,
         stats: CallStats | None = None,
         validate: Validate = False,
+        timeout: float | Timeout | None = None,
     ) -> ExecutionResult:
         """Run an action for a user with one of their credentials.
 
@@ -134,6 +145,10 @@ class Actions(Service):
                 ``problems``, and nothing is sent. ``"best_effort"``: a schema that cannot be
                 applied lets the call through unvalidated (True raises
                 :class:`UnusableSchemaError`).
+            timeout: seconds per attempt, or a :class:`~alloy_async.Timeout` (``total``,
+                ``connect``, ``pool``, ``read``), for this call and its schema fetch; None:
+                the client's. A timeout after the request was written is
+                :class:`~alloy_async.errors.APITimeoutError` with ``sent=True``: never re-sent.
         """
         request = self._execute_request(
             connector_id,
@@ -147,9 +162,10 @@ class Actions(Service):
             extra_headers,
             extra_query,
             extra_body,
+            timeout,
         )
         if validate is not False:
-            await self._preflight().check(
+            await self._preflight(timeout).check(
                 check_validate(validate),
                 connector_id,
                 action_id,
@@ -186,6 +202,7 @@ class Actions(Service):
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, Any] | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        timeout: float | Timeout | None = None,
     ) -> Request:
         """The request of one execute call (no I/O): :meth:`execute`'s and each bulk job's."""
         # The common case is checked inline (this is the bulk hot path); check_id is called
@@ -206,6 +223,7 @@ class Actions(Service):
             extra_headers=extra_headers,
             extra_query=extra_query,
             extra_body=extra_body,
+            timeout=timeout,
         )
 
     def paginate(
@@ -227,6 +245,7 @@ class Actions(Service):
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, Any] | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        timeout: float | Timeout | None = None,
     ) -> AsyncPaginator[Any]:
         """Page through a third party's data by executing a list action repeatedly.
 
@@ -249,11 +268,13 @@ class Actions(Service):
                 it.
             extra_headers, extra_query, extra_body: merged into every execute request this
                 makes (the Alloy request itself, not the third party's query or body).
+            timeout: seconds or a :class:`~alloy_async.Timeout` for each execute request it
+                makes (None: the client's).
         """
         check_id("connector_id", connector_id)
         check_id("action_id", action_id)
         check_id("credential_id", credential_id)
-        hatches = checked_extras(extra_headers, extra_query, extra_body)
+        hatches = checked_extras(extra_headers, extra_query, extra_body, timeout)
         if page_in not in ("query", "body"):
             raise InvalidRequestError('page_in must be "query" or "body"', field="page_in")
         if (
@@ -434,6 +455,7 @@ class Actions(Service):
         concurrency: int = 8,
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, Any] | None = None,
+        timeout: float | Timeout | None = None,
     ) -> AsyncPaginator[CatalogAction]:
         """Every action across connectors, as :class:`CatalogAction` with an UPPER_SNAKE slug.
 
@@ -441,6 +463,9 @@ class Actions(Service):
         action's connector. Connectors are fetched ``concurrency`` at a time and streamed one
         batch per page. ``extra_headers`` / ``extra_query`` are merged into every request it
         makes (the connector list, each connector's resources and credentials).
+
+        ``timeout``: seconds or a :class:`~alloy_async.Timeout` for each request it makes
+        (None: the client's).
         """
         return catalog(
             self._requester,
@@ -449,6 +474,7 @@ class Actions(Service):
             concurrency=concurrency,
             extra_headers=extra_headers,
             extra_query=extra_query,
+            timeout=timeout,
         )
 
 

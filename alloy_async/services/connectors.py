@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._convert import structure, structure_list, unwrap
+from .._http import Timeout
 from ..models.connectors import Connector, Resource
 from ..pagination import AsyncPaginator
 from ._base import Service, check_id, extras
@@ -25,19 +26,25 @@ class Connectors(Service):
         category: str | None = None,
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, Any] | None = None,
+        timeout: float | Timeout | None = None,
     ) -> AsyncPaginator[Connector]:
         """Every connector, optionally only those in ``category`` (e.g. ``"crm"``).
 
         The REST API documents no category filter, so the filter is applied here.
+
+        ``timeout``: seconds or a :class:`~alloy_async.Timeout` for each request it makes
+        (None: the client's).
         """
         if category is not None:
             check_id("category", category)
+
+        hatches = extras(extra_headers, extra_query, None, timeout)  # checked now
 
         async def fetch() -> Any:
             return await self._requester.request_json(
                 "GET",
                 "/connectors",
-                **extras(extra_headers, extra_query, None),
+                **hatches,
                 operation="alloy.connectors.list",
             )
 
@@ -56,14 +63,19 @@ class Connectors(Service):
         *,
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, Any] | None = None,
+        timeout: float | Timeout | None = None,
     ) -> Connector:
-        """One connector's metadata."""
+        """One connector's metadata.
+
+        ``timeout``: seconds or a :class:`~alloy_async.Timeout` for this call (None: the
+        client's).
+        """
         answer = await self._requester.request_json(
             "GET",
             "/connectors/{connectorId}",
             operation="alloy.connectors.get",
             path_params={"connectorId": check_id("connector_id", connector_id)},
-            **extras(extra_headers, extra_query, None),
+            **extras(extra_headers, extra_query, None, timeout),
         )
         return structure(unwrap(answer, "connector", "data"), Connector)
 
@@ -73,13 +85,18 @@ class Connectors(Service):
         *,
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, Any] | None = None,
+        timeout: float | Timeout | None = None,
     ) -> builtins.list[Resource]:
-        """The connector's resources (entities), each with its action summaries."""
+        """The connector's resources (entities), each with its action summaries.
+
+        ``timeout``: seconds or a :class:`~alloy_async.Timeout` for this call (None: the
+        client's).
+        """
         answer = await self._requester.request_json(
             "GET",
             "/connectors/{connectorId}/resources",
             operation="alloy.connectors.resources",
             path_params={"connectorId": check_id("connector_id", connector_id)},
-            **extras(extra_headers, extra_query, None),
+            **extras(extra_headers, extra_query, None, timeout),
         )
         return structure_list(answer, Resource, "resources", "data")

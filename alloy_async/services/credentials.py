@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._convert import structure, structure_list
+from .._http import Timeout
 from ..errors import InvalidRequestError
 from ..models.credentials import Credential, CredentialCreated, CredentialMetadata
 from ..pagination import AsyncPaginator
@@ -28,15 +29,20 @@ class Credentials(Service):
         user_id: str | None = None,
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, Any] | None = None,
+        timeout: float | Timeout | None = None,
     ) -> list[CredentialMetadata]:
-        """The authentication types a connector supports and the inputs each one needs."""
+        """The authentication types a connector supports and the inputs each one needs.
+
+        ``timeout``: seconds or a :class:`~alloy_async.Timeout` for this call (None: the
+        client's).
+        """
         answer = await self._requester.request_json(
             "GET",
             _BASE + "/metadata",
             operation="alloy.credentials.metadata",
             path_params={"connectorId": check_id("connector_id", connector_id)},
             user_id=user_id,
-            **extras(extra_headers, extra_query, None),
+            **extras(extra_headers, extra_query, None, timeout),
         )
         return structure_list(answer, CredentialMetadata, "metadata", "data")
 
@@ -52,6 +58,7 @@ class Credentials(Service):
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, Any] | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        timeout: float | Timeout | None = None,
     ) -> CredentialCreated:
         """Create a credential for a user.
 
@@ -64,6 +71,9 @@ class Credentials(Service):
 
         The user goes in the body as ``userId`` (as the reference documents) and in
         ``x-alloy-userid``. Not idempotent: never re-sent once it may have reached the server.
+
+        ``timeout``: seconds or a :class:`~alloy_async.Timeout` for this call (None: the
+        client's).
         """
         check_id("connector_id", connector_id)
         body: dict[str, Any] = {
@@ -88,7 +98,7 @@ class Credentials(Service):
             path_params={"connectorId": connector_id},
             json=body,
             user_id=user_id,
-            **extras(extra_headers, extra_query, extra_body),
+            **extras(extra_headers, extra_query, extra_body, timeout),
         )
         return structure(answer, CredentialCreated)
 
@@ -99,14 +109,20 @@ class Credentials(Service):
         user_id: str,
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, Any] | None = None,
+        timeout: float | Timeout | None = None,
     ) -> AsyncPaginator[Credential]:
         """A user's credentials for one connector.
 
         The user is sent as ``x-alloy-userid`` and as the ``userId`` query parameter (one
         source requires the query; the others ignore it).
+
+        ``timeout``: seconds or a :class:`~alloy_async.Timeout` for each request it makes
+        (None: the client's).
         """
         check_id("connector_id", connector_id)
         check_id("user_id", user_id)
+
+        hatches = extras(extra_headers, extra_query, None, timeout)  # checked now
 
         async def fetch() -> Any:
             return await self._requester.request_json(
@@ -116,7 +132,7 @@ class Credentials(Service):
                 path_params={"connectorId": connector_id},
                 query={"userId": user_id},
                 user_id=user_id,
-                **extras(extra_headers, extra_query, None),
+                **hatches,
             )
 
         return AsyncPaginator.single(
@@ -131,8 +147,13 @@ class Credentials(Service):
         user_id: str,
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, Any] | None = None,
+        timeout: float | Timeout | None = None,
     ) -> None:
-        """Delete one of a user's credentials."""
+        """Delete one of a user's credentials.
+
+        ``timeout``: seconds or a :class:`~alloy_async.Timeout` for this call (None: the
+        client's).
+        """
         await self._requester.request_json(
             "DELETE",
             _BASE + "/{credentialId}",
@@ -143,5 +164,5 @@ class Credentials(Service):
             },
             query={"userId": check_id("user_id", user_id)},
             user_id=user_id,
-            **extras(extra_headers, extra_query, None),
+            **extras(extra_headers, extra_query, None, timeout),
         )

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._convert import structure, structure_list, unwrap
+from .._http import Timeout
 from ..errors import InvalidRequestError
 from ..models.files import StoredFile, UploadTarget
 from ..pagination import AsyncPaginator
@@ -43,10 +44,14 @@ class Files(Service):
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, Any] | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        timeout: float | Timeout | None = None,
     ) -> UploadTarget:
         """A presigned URL to ``PUT`` the file's bytes to (with ``Content-MD5``).
 
         ``type == "existing"`` means a file with that MD5 is already stored: skip the upload.
+
+        ``timeout``: seconds or a :class:`~alloy_async.Timeout` for this call (None: the
+        client's).
         """
         body = {
             "filename": check_id("filename", filename),
@@ -59,7 +64,7 @@ class Files(Service):
             operation="alloy.files.request_upload",
             json=body,
             user_id=user_id,
-            **extras(extra_headers, extra_query, extra_body),
+            **extras(extra_headers, extra_query, extra_body, timeout),
         )
         return structure(unwrap(answer, "presignedUrl", "data"), UploadTarget)
 
@@ -69,8 +74,14 @@ class Files(Service):
         user_id: str | None = None,
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, Any] | None = None,
+        timeout: float | Timeout | None = None,
     ) -> AsyncPaginator[StoredFile]:
-        """The user's stored files."""
+        """The user's stored files.
+
+        ``timeout``: seconds or a :class:`~alloy_async.Timeout` for each request it makes
+        (None: the client's).
+        """
+        hatches = extras(extra_headers, extra_query, None, timeout)  # checked now
 
         async def fetch() -> Any:
             return await self._requester.request_json(
@@ -78,7 +89,7 @@ class Files(Service):
                 "/connectors/files/list",
                 operation="alloy.files.list",
                 user_id=user_id,
-                **extras(extra_headers, extra_query, None),
+                **hatches,
             )
 
         return AsyncPaginator.single(
@@ -92,13 +103,18 @@ class Files(Service):
         user_id: str | None = None,
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, Any] | None = None,
+        timeout: float | Timeout | None = None,
     ) -> None:
-        """Delete a stored file by its ``s3_key`` (slashes in the key are encoded)."""
+        """Delete a stored file by its ``s3_key`` (slashes in the key are encoded).
+
+        ``timeout``: seconds or a :class:`~alloy_async.Timeout` for this call (None: the
+        client's).
+        """
         await self._requester.request_json(
             "DELETE",
             "/connectors/files/{s3Key}",
             operation="alloy.files.delete",
             path_params={"s3Key": check_id("s3_key", s3_key)},
             user_id=user_id,
-            **extras(extra_headers, extra_query, None),
+            **extras(extra_headers, extra_query, None, timeout),
         )

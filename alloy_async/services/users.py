@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._convert import structure, structure_list, unwrap
+from .._http import Timeout
 from ..errors import InvalidResponseError
 from ..models.users import User
 from ..pagination import AsyncPaginator
@@ -29,11 +30,15 @@ class Users(Service):
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, Any] | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        timeout: float | Timeout | None = None,
     ) -> User:
         """Create a user. ``username`` must be unique in the account (an email or your own id).
 
         The API answers only the new ``userId``; the returned :class:`User` also carries the
         username and full name that were sent.
+
+        ``timeout``: seconds or a :class:`~alloy_async.Timeout` for this call (None: the
+        client's).
 
         Raises:
             ConflictError: the username is taken.
@@ -48,7 +53,7 @@ class Users(Service):
             "POST",
             "/users",
             json=body,
-            **extras(extra_headers, extra_query, extra_body),
+            **extras(extra_headers, extra_query, extra_body, timeout),
             operation="alloy.users.create",
         )
         user = structure(unwrap(answer, "user", "data"), User)
@@ -64,14 +69,20 @@ class Users(Service):
         *,
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, Any] | None = None,
+        timeout: float | Timeout | None = None,
     ) -> AsyncPaginator[User]:
-        """Every user of the account (the API documents no paging: one response)."""
+        """Every user of the account (the API documents no paging: one response).
+
+        ``timeout``: seconds or a :class:`~alloy_async.Timeout` for each request it makes
+        (None: the client's).
+        """
+        hatches = extras(extra_headers, extra_query, None, timeout)  # checked now
 
         async def fetch() -> Any:
             return await self._requester.request_json(
                 "GET",
                 "/users",
-                **extras(extra_headers, extra_query, None),
+                **hatches,
                 operation="alloy.users.list",
             )
 
@@ -85,14 +96,19 @@ class Users(Service):
         *,
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, Any] | None = None,
+        timeout: float | Timeout | None = None,
     ) -> User:
-        """One user, by id or by username."""
+        """One user, by id or by username.
+
+        ``timeout``: seconds or a :class:`~alloy_async.Timeout` for this call (None: the
+        client's).
+        """
         answer = await self._requester.request_json(
             "GET",
             _USER,
             operation="alloy.users.get",
             path_params={"userId": check_id("user_id", user_id)},
-            **extras(extra_headers, extra_query, None),
+            **extras(extra_headers, extra_query, None, timeout),
         )
         return structure(unwrap(answer, "user", "data"), User)
 
@@ -105,8 +121,13 @@ class Users(Service):
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, Any] | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        timeout: float | Timeout | None = None,
     ) -> User:
-        """Change a user's username and/or full name; returns the updated user."""
+        """Change a user's username and/or full name; returns the updated user.
+
+        ``timeout``: seconds or a :class:`~alloy_async.Timeout` for this call (None: the
+        client's).
+        """
         check_id("user_id", user_id)
         body: dict[str, Any] = {}
         if username is not None:
@@ -125,7 +146,7 @@ class Users(Service):
             operation="alloy.users.update",
             path_params={"userId": user_id},
             json=body,
-            **extras(extra_headers, extra_query, extra_body),
+            **extras(extra_headers, extra_query, extra_body, timeout),
         )
         return structure(unwrap(answer, "user", "data"), User)
 
@@ -135,14 +156,19 @@ class Users(Service):
         *,
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, Any] | None = None,
+        timeout: float | Timeout | None = None,
     ) -> None:
-        """Delete a user (and with it, their credentials)."""
+        """Delete a user (and with it, their credentials).
+
+        ``timeout``: seconds or a :class:`~alloy_async.Timeout` for this call (None: the
+        client's).
+        """
         await self._requester.request_json(
             "DELETE",
             _USER,
             operation="alloy.users.delete",
             path_params={"userId": check_id("user_id", user_id)},
-            **extras(extra_headers, extra_query, None),
+            **extras(extra_headers, extra_query, None, timeout),
         )
 
     async def token(
@@ -151,10 +177,14 @@ class Users(Service):
         *,
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, Any] | None = None,
+        timeout: float | Timeout | None = None,
     ) -> str:
         """A short-lived JWT for the user (for Alloy's embedded front-end components).
 
         Treat it as a secret: it is never logged or shown in reprs by the SDK.
+
+        ``timeout``: seconds or a :class:`~alloy_async.Timeout` for this call (None: the
+        client's).
         """
         check_id("user_id", user_id)
         answer = await self._requester.request_json(
@@ -164,7 +194,7 @@ class Users(Service):
             path_params={"userId": user_id},
             # One source documents userId as a query parameter as well as in the path.
             query={"userId": user_id},
-            **extras(extra_headers, extra_query, None),
+            **extras(extra_headers, extra_query, None, timeout),
         )
         token = answer.get("token") if isinstance(answer, dict) else None
         if not isinstance(token, str) or not token:

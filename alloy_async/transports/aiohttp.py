@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from .._http import LowerCaseHeaders, Request, Response, bind_loop
+from .._http import LowerCaseHeaders, Request, Response, Timeout, bind_loop
 from ..errors import (
     AlloyError,
     APIConnectionError,
@@ -161,15 +161,17 @@ def _refused(
 
 
 @functools.lru_cache(maxsize=128)
-def _client_timeout(t: float | None, marked: bool) -> aiohttp.ClientTimeout:
+def _client_timeout(t: float | Timeout | None, marked: bool) -> aiohttp.ClientTimeout:
     """The attempt budget ``t`` as one immutable, shared object per value.
 
     ``total`` bounds the whole attempt: waiting for a pooled connection, connecting, writing
-    and reading. It is the only timer needed: when it fires during ``connect()``,
-    :class:`_PhaseConnector` marks the exception, which tells "never sent" apart. (The former
-    ``connect=t`` could not: it starts after ``total``, so with the same value ``total`` always
-    fired first and a pool wait was reported as sent.) A ``sock_read`` of the same ``t`` could
-    never fire before ``total`` and cost a timer re-armed on every chunk read: left out too.
+    and reading. It is the only timer needed for a plain number: when it fires during
+    ``connect()``, :class:`_PhaseConnector` marks the exception, which tells "never sent"
+    apart. (The former ``connect=t`` could not: it starts after ``total``, so with the same
+    value ``total`` always fired first and a pool wait was reported as sent.) A ``sock_read``
+    of the same ``t`` could never fire before ``total`` and cost a timer re-armed on every
+    chunk read: left out too. A :class:`Timeout` with phases adds their timers (see
+    :func:`_phased`).
 
     With a caller's session nothing is marked (its connector is not ours): ``connect`` is
     then set a little below ``total`` so that, normally, a pool wait or a slow connect ends
@@ -178,11 +180,50 @@ def _client_timeout(t: float | None, marked: bool) -> aiohttp.ClientTimeout:
     ``ceil_threshold=inf``: aiohttp rounds timeouts >= 5 s up to a whole second of the loop
     clock, which would stretch the budget by up to 1 s and could make the two timers above tie.
     """
+    if isinstance(t, Timeout):
+        if t.phased:
+            return _phased(t, marked)
+        t = t.total
     if t is None:
         return aiohttp.ClientTimeout(total=None, ceil_threshold=math.inf)
     if marked:
         return aiohttp.ClientTimeout(total=t, ceil_threshold=math.inf)
-    return aiohttp.ClientTimeout(total=t, connect=t - min(0.1, t / 10), ceil_threshold=math.inf)
+    return aiohttp.ClientTimeout(total=t, connect=_below(t), ceil_threshold=math.inf)
+
+
+def _below(total: float) -> float:
+    """A connect budget that normally fires before ``total`` does (see :func:`_client_timeout`)."""
+    return total - min(0.1, total / 10)
+
+
+def _phased(t: Timeout, marked: bool) -> aiohttp.ClientTimeout:
+    """A :class:`Timeout` with phases as aiohttp's timers.
+
+    - ``total`` -> ``total``; ``read`` -> ``sock_read`` (each chunk of the answer; aiohttp
+      arms it once the connection is ready, so it also covers writing the request);
+    - ``connect`` -> ``sock_connect`` (one new connection: TCP, and TLS for https);
+    - ``pool``: aiohttp has no timer for the pool wait alone. Its ``connect`` timer covers
+      the wait and the new connection after it, so it is set to ``pool + connect``
+      (``pool`` alone when ``connect`` is None: the wait and connecting share it).
+
+    Every one of them that fires before the request is written raises out of ``connect()``
+    (marked: never sent) or as aiohttp's ConnectionTimeoutError (never sent, also with a
+    caller's session); ``sock_read`` raises SocketTimeoutError: maybe sent.
+    """
+    total = t.total
+    if t.pool is not None:
+        connect: float | None = t.pool + (t.connect or 0.0)
+    elif not marked and total is not None:
+        connect = _below(total)
+    else:
+        connect = None
+    return aiohttp.ClientTimeout(
+        total=total,
+        connect=connect,
+        sock_connect=t.connect,
+        sock_read=t.read,
+        ceil_threshold=math.inf,
+    )
 
 
 class AiohttpTransport:
