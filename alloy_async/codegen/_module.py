@@ -180,7 +180,7 @@ def _imports(defs: Sequence[Shape | Alias], methods: bool) -> list[str]:
         "from collections.abc import Mapping",
         f"from typing import {', '.join(sorted(wanted))}",
         "",
-        "from alloy_async import AlloyClient, ExecuteJob, ExecutionResult",
+        "from alloy_async import AlloyClient, ExecuteJob, ExecutionResult, Timeout",
     ]
 
 
@@ -193,7 +193,8 @@ def _actions_class(connector_id: str, class_name: str, methods: Sequence[Method]
             "``alloy.for_user(...)``). Each method calls ``alloy.actions.execute``; each "
             "``<method>_job`` builds the same call as an ExecuteJob for "
             "``alloy.actions.execute_many``.\n\n"
-            "Every method also takes ``timeout`` (seconds per attempt, for this call) and "
+            "Every method also takes ``timeout`` (seconds per attempt, or an "
+            "``alloy_async.Timeout``, for this call) and "
             "``validate`` (check the arguments against the action's published schema before "
             "sending; see ``alloy.actions.execute``).",
             "    ",
@@ -201,12 +202,6 @@ def _actions_class(connector_id: str, class_name: str, methods: Sequence[Method]
         "",
         "    def __init__(self, alloy: AlloyClient) -> None:",
         "        self._alloy = alloy",
-        "",
-        # A view with the call's timeout until actions.execute takes timeout= itself.
-        "    def _client(self, timeout: float | None) -> AlloyClient:",
-        "        if timeout is None:",
-        "            return self._alloy",
-        "        return self._alloy.with_options(timeout=timeout)",
     ]
     for method in methods:
         lines += ["", *_method(connector_id, method), "", *_job(connector_id, method)]
@@ -235,14 +230,15 @@ def _method(connector_id: str, method: Method) -> list[str]:
         "        self,",
         "        *,",
         *_arguments(method),
-        "        timeout: float | None = None,  # noqa: ASYNC109 (per call, as the SDK's)",
+        "        timeout: float | Timeout | None = None,  # noqa: ASYNC109 (as the SDK's)",
         '        validate: bool | Literal["best_effort"] = False,',
         "    ) -> ExecutionResult:",
         *docstring(_method_doc(connector_id, action), "        "),
-        "        return await self._client(timeout).actions.execute(",
+        "        return await self._alloy.actions.execute(",
         f"            {quote(connector_id)},",
         f"            {quote(action.id)},",
         *_call(method),
+        "            timeout=timeout,",
         "            validate=validate,",
         "        )",
     ]
