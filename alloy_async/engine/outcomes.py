@@ -38,9 +38,12 @@ __all__ = [
 ]
 
 
-@attrs.frozen
+@attrs.define
 class Finished:
-    """One job's outcome on its way to the consumer, and what the journal keeps of it."""
+    """One job's outcome on its way to the consumer, and what the journal keeps of it.
+
+    Not frozen: a frozen attrs class costs 0.4 us more to make, once per job; nothing
+    changes one after it is made."""
 
     #: The job's position in the input.
     index: int
