@@ -16,6 +16,7 @@ from .coordinator import (
 )
 from .journal import Journal, SqliteJournal, State, read_journal
 from .run import BulkRun
+from .scheduler import Schedule
 from .state import ExecuteOne, Jobs
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "Journal",
     "KeyedSlots",
     "RateBudget",
+    "Schedule",
     "SqliteJournal",
     "State",
     "check_caps",

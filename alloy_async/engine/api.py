@@ -13,10 +13,11 @@ from .coordinator import Configurable, CoolDown, Coordinator, InProcessCoordinat
 from .journal import Journal
 from .quarantine import OnCredentialError
 from .run import BulkRun
+from .scheduler import SCHEDULES, Schedule
 from .state import ExecuteOne, Jobs, Settings
 from .tracing import BulkObserver
 
-__all__ = ["check_caps", "execute_many"]
+__all__ = ["check_caps", "check_schedule", "execute_many"]
 
 _MIN_LOOKAHEAD = 10_000
 
@@ -27,6 +28,15 @@ def check_caps(concurrency: object, per_user: object, per_connector: object) -> 
     check_number("concurrency", concurrency, low=1, integer=True)
     check_number("per_user", per_user, low=1, integer=True, optional=True)
     check_number("per_connector", per_connector, low=1, integer=True, optional=True)
+
+
+def check_schedule(schedule: object) -> None:
+    """Refuse a ``schedule`` that is not one of :data:`SCHEDULES`, naming the argument."""
+    if not isinstance(schedule, str) or schedule not in SCHEDULES:
+        raise InvalidRequestError(
+            f"schedule must be one of {', '.join(map(repr, SCHEDULES))}, not {schedule!r}",
+            field="schedule",
+        )
 
 
 def _connector_scope(job: ExecuteJob) -> str:
@@ -48,6 +58,7 @@ def execute_many(
     adaptive: CoolDown | bool = True,
     scope: Callable[[ExecuteJob], str] | None = None,
     lookahead: int | None = None,
+    schedule: Schedule = "makespan",
     max_requeues: int = 3,
     default_user: str | None = None,
     on_skip: Callable[[ExecuteJob, str], None] | None = None,
@@ -76,6 +87,15 @@ def execute_many(
             cool-down (wire its ``on_throttle`` into the pipeline's throttle listener), or False.
         scope: the adaptive scope of a job; default ``"execute:<connector_id>"``.
         lookahead: jobs read ahead of dispatch (the reach of fairness; bounds memory).
+        schedule: how the users' queued jobs are ordered. ``"makespan"`` (default): every
+            other pick goes to the user with the most queued jobs that is below its
+            ``per_user`` cap, while at its cap it would still outlast all the others (its
+            queued jobs / ``per_user`` > all queued / ``concurrency``), so such a user runs at
+            its cap from the start and the run ends near ``max(jobs / rate, its jobs /
+            (per_user / latency))``; the other picks are round-robin, so every user still
+            gets a turn each round. ``"round_robin"``: the rotation alone, one job per user
+            per round (light users finish a little sooner, a heavy capped user last).
+            Without ``per_user`` both are the rotation.
         max_requeues: times a job that ended with a 429 is re-queued after the cool-down.
         default_user: the user of jobs without ``user_id``: their fairness and ``per_user`` key.
         on_skip: called with ``(job, reason)`` for each job not run because the journal has
@@ -107,6 +127,7 @@ def execute_many(
             each job get a span.
     """
     check_caps(concurrency, per_user, per_connector)
+    check_schedule(schedule)
     check_number("deadline", deadline, low=0, strict=True, optional=True)
     if coordinator is None:
         coordinator = InProcessCoordinator.build(
@@ -161,6 +182,7 @@ def execute_many(
         preflight=preflight,
         on_credential_error=on_credential_error,
         on_outcome=on_outcome,
+        schedule=schedule,
         observer=next((o for o in members(observer) if isinstance(o, BulkObserver)), None),
     )
     return BulkRun(execute_one, jobs, settings, coordinator)

@@ -10,18 +10,29 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 from ..limiters import GLOBAL_KEY, Key
 from .coordinator import Coordinator
-from .scheduler import USER_FULL, FairScheduler, Slot
+from .scheduler import USER_FULL, FairScheduler, Schedule, Slot
 from .shared import SharedGate
 
 __all__ = ["Bell", "Dispatch"]
 
 #: How soon a job refused by a shared cap is tried again when the coordinator does not say.
 _SHARED_RETRY = 0.05
+
+
+def _user_cap(slots: Any) -> int | None:
+    """The per-user cap of ``slots`` (None: none); 1 when it has one but does not say which
+    (``statistics().caps`` is not part of :class:`KeyedSlots`)."""
+    if not any(key[0] == "user" for key in slots.keys_for({"user": "-"})):
+        return None
+    statistics = getattr(slots, "statistics", None)
+    caps = getattr(statistics(), "caps", None) if callable(statistics) else None
+    cap = caps.get("user") if isinstance(caps, Mapping) else None
+    return cap if isinstance(cap, int) and cap >= 1 else 1
 
 
 class Bell:
@@ -65,10 +76,21 @@ class Bell:
 class Dispatch:
     """The scheduler and the slots of one run; ``wake`` rings whenever a job may start."""
 
-    def __init__(self, coordinator: Coordinator, wake: Bell) -> None:
+    def __init__(
+        self,
+        coordinator: Coordinator,
+        wake: Bell,
+        schedule: Schedule = "makespan",
+        concurrency: int = 1,
+    ) -> None:
         self._c = coordinator
         self._wake = wake
-        self.sched = FairScheduler()
+        cap = _user_cap(coordinator.slots)
+        # Ranking users by their queued work pays only when a per-user cap bounds them below
+        # the run's own concurrency.
+        if cap is None or cap >= concurrency:
+            schedule = "round_robin"
+        self.sched = FairScheduler(schedule, cap=cap or 0, slots=concurrency)
         self.gate = SharedGate(
             coordinator.slots, coordinator.journal, rate=coordinator.rate is not None
         )

@@ -3,7 +3,7 @@
 Shape of a run (no task per job: memory stays flat for millions of jobs)::
 
     source --reader task--> FairScheduler (look-ahead <= lookahead jobs)
-                                |  round-robin over users; caps tried without waiting
+                                |  users ranked + round-robin; caps tried without waiting
                    up to `concurrency` worker tasks --> [rate permit] -> [journal intent]
                                 |                          -> execute_one(job, stats)
                             OutcomeChannel --> consumer (`async for`), reordered if ordered=True
@@ -75,7 +75,7 @@ class BulkRun(RunViews):
         )
         self._out: OutcomeChannel | None = None
         self._wake = Bell()
-        self._d = Dispatch(coordinator, self._wake)
+        self._d = Dispatch(coordinator, self._wake, settings.schedule, settings.concurrency)
         self._reader = Reader(
             jobs,
             settings,

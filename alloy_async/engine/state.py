@@ -10,6 +10,7 @@ import attrs
 
 from .._core import CallStats
 from ..models.bulk import BulkReport, ExecuteJob, JobOutcome
+from .scheduler import Schedule
 
 __all__ = ["ExecuteOne", "Flow", "Grace", "Jobs", "Settings"]
 
@@ -41,6 +42,8 @@ class Settings:
     on_outcome: Callable[[JobOutcome], Awaitable[None] | None] | None = None
     #: Checks a job before it is queued: None, or the error it ends with unsent (preflight).
     preflight: Callable[[ExecuteJob], Awaitable[BaseException | None]] | None = None
+    #: How the scheduler orders the users' queues (``engine/scheduler.py``).
+    schedule: Schedule = "makespan"
 
 
 @attrs.define

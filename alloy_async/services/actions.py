@@ -26,7 +26,15 @@ from ._preflight import Preflight, SchemaCache, Validate, check_validate
 if TYPE_CHECKING:
     import os
 
-    from ..engine import BulkRun, CoolDown, Coordinator, ExecuteOne, Journal, RateBudget
+    from ..engine import (
+        BulkRun,
+        CoolDown,
+        Coordinator,
+        ExecuteOne,
+        Journal,
+        RateBudget,
+        Schedule,
+    )
     from ..engine.quarantine import OnCredentialError
     from ..models.bulk import BulkReport, ExecuteJob, JobOutcome
 
@@ -349,6 +357,7 @@ class Actions(Service):
         adaptive: CoolDown | bool = True,
         scope: Callable[[ExecuteJob], str] | None = None,
         lookahead: int | None = None,
+        schedule: Schedule = "makespan",
         max_requeues: int = 3,
         default_user: str | None = None,
         on_skip: Callable[[ExecuteJob, str], None] | None = None,
@@ -414,6 +423,7 @@ class Actions(Service):
             coordinator=coordinator,
             scope=scope,
             lookahead=lookahead,
+            schedule=schedule,
             max_requeues=max_requeues,
             default_user=self._requester.user_id if default_user is None else default_user,
             on_skip=on_skip,
