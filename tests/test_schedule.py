@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from alloy_async.engine import Schedule, execute_many
+from alloy_async.engine import InProcessCoordinator, Schedule, execute_many
 from alloy_async.engine.scheduler import USER_FULL, FairScheduler, Slot
 from alloy_async.errors import InvalidRequestError
+from alloy_async.limiters import ConcurrencyLimiter, RateLimiter
 from alloy_async.models import ExecuteJob
 from alloy_async.testing import FakeAlloy
 
@@ -239,9 +240,12 @@ def test_a_full_user_leaves_the_ranking_and_every_job_is_picked_once() -> None:
 # -- through the engine, judged by FakeAlloy's record -------------------------------------------
 
 
-async def _skewed_run(schedule: Schedule | None, *, per_user: int | None = 2) -> dict[str, Any]:
+async def _skewed_run(
+    schedule: Schedule | None, *, per_user: int | None = 2, concurrency: int = 20
+) -> dict[str, Any]:
     """1,200 jobs, one user with 20 %: per_user=2 and 0.1 s calls make it cap-bound (240 jobs
-    at 20/s: 12 s) against 6 s for the whole at rate=200."""
+    at 20/s: 12 s) against 6 s for the whole at rate=200 (``concurrency=20`` is what the rate
+    needs: ``rate x latency``)."""
     fake = FakeAlloy(latency=0.1, record=False)
     users = [fake.add_user(f"user{i}@example.com") for i in range(21)]
     creds = {u: fake.add_credential(u, "slack") for u in users}
@@ -256,7 +260,12 @@ async def _skewed_run(schedule: Schedule | None, *, per_user: int | None = 2) ->
     async with fake.client() as alloy:
         t0 = loop.time()
         run = alloy.actions.execute_many(
-            jobs, concurrency=20, per_user=per_user, rate=200, adaptive=False, **options
+            jobs,
+            concurrency=concurrency,
+            per_user=per_user,
+            rate=200,
+            adaptive=False,
+            **options,
         )
         async with run:
             outcomes = [o async for o in run]
@@ -288,6 +297,20 @@ async def test_a_skewed_run_ends_near_the_ideal_by_the_servers_record() -> None:
 
 
 @pytest.mark.virtual_time
+@pytest.mark.parametrize("concurrency", [40, 80])
+async def test_more_workers_than_the_rate_needs_still_keep_a_capped_user_at_its_cap(
+    concurrency: int,
+) -> None:
+    """Catches: picking a job before its rate permit. With 2x and 4x the workers the rate
+    needs, ~20-60 picked jobs then queued for permits holding their users' slots, and the
+    capped user ran at about half its cap: 1.10x-1.23x the ideal (issue 26's last case)."""
+    ideal = max(1200 / 200, 240 / (2 / 0.1))
+    new = await _skewed_run(None, concurrency=concurrency)
+    assert new["wall"] <= 1.05 * ideal, new["wall"]
+    assert new["peak"] == 2  # FakeAlloy's own peak per user: the cap
+
+
+@pytest.mark.virtual_time
 async def test_without_per_user_makespan_is_the_rotation() -> None:
     """Catches: ranking users that no cap bounds (the heaviest would take every other pick,
     delaying the rest for no shorter run): without ``per_user`` the server sees the same
@@ -312,3 +335,44 @@ def test_an_unknown_schedule_is_refused_naming_it(schedule: Any) -> None:
     with pytest.raises(InvalidRequestError) as info:
         fake.client().actions.execute_many([], schedule=schedule)
     assert info.value.field == "schedule" and "round_robin" in str(info.value)
+
+
+class _SlotsThatBreak(ConcurrencyLimiter):
+    """A user's own slots with a bug: the 30th start raises."""
+
+    def __init__(self) -> None:
+        super().__init__(64)
+        self.starts = 0
+
+    def try_acquire(self, keys: Any) -> Any:
+        self.starts += 1
+        if self.starts == 30:
+            raise ZeroDivisionError("a bug in the user's slots")
+        return super().try_acquire(keys)
+
+
+@pytest.mark.virtual_time
+async def test_a_pick_that_raises_in_the_permit_line_ends_the_run_instead_of_hanging() -> None:
+    """Catches: a worker whose pick raised keeping its place in the permit line. The other 63
+    workers then waited to enter it forever and the run never ended; it must stop and raise
+    the bug, with no task left behind."""
+    fake = FakeAlloy(latency=0.1, record=False)
+    user = fake.add_user("user@example.com")
+    cred = fake.add_credential(user, "slack")
+    jobs = [
+        ExecuteJob("slack", "chat_postMessage", cred, user, {"text": str(i)}) for i in range(500)
+    ]
+    coordinator = InProcessCoordinator(slots=_SlotsThatBreak(), rate=RateLimiter(100))
+    before = asyncio.all_tasks()
+    async with fake.client() as alloy:
+        run = alloy.actions.execute_many(jobs, concurrency=64, coordinator=coordinator)
+
+        async def drain() -> None:
+            async with run:
+                async for _ in run:
+                    pass
+
+        with pytest.raises(ZeroDivisionError):  # a hang fails at 3,600 virtual seconds
+            await asyncio.wait_for(drain(), 3600)
+    assert run.report.stopped_early
+    assert asyncio.all_tasks() == before

@@ -5,13 +5,14 @@ A job is a :class:`~alloy_async.engine.scheduler.Slot`; its :class:`Stage` says 
 
     QUEUED    in the scheduler, holding nothing (a bad job's outcome is already decided: it
               goes straight to the consumer, see `_unsent`)
+      | with a rate: the worker enters the permit line first (holding nothing)
       | picked: the scheduler took its slots (caps, the scope's room)
     PICKED
       | its credential is quarantined?          -> ends unsent (CredentialQuarantinedError)
       | shared coordinator: peek, then lease    -> done or claimed by another run: skipped
       |                                         -> an intent a dead run left: outcome-unknown
       |                                         -> a shared cap full elsewhere: queued again
-      | rate permit (a stop cancels the wait)
+      | rate permit (a stop cancels the wait); then it leaves the line
       | the run stopped meanwhile?              -> not dispatched
       | intent written (claimed, when shared)   -> the journal failed: the run stops; unsent
     INTENDED
@@ -22,6 +23,12 @@ A job is a :class:`~alloy_async.engine.scheduler.Slot`; its :class:`Stage` says 
       | a 429 (the server's, not a hook's)      -> the scope cools; queued again, its intent
       |                                            taken back (at most max_requeues times)
     DONE      its outcome goes to the consumer; the journal records it once taken
+
+The permit line (:class:`PermitLine`) is why the pick comes after a place in it: a job picked
+first and then queued for its permit would hold its user's slot while it waits, and a user
+bound by its cap would run below it whenever the run has more workers than the rate needs.
+In the line a job is picked as its permit comes due, so it waits for the permit with one job
+ahead of it at most (a few with a shared coordinator, whose steps there are round trips).
 
 A job leaves a stage only forwards (or back to QUEUED). :meth:`JobLife._release` is the one
 place its slots are given back, once, as it reaches DONE. Cancellation is the only exception
@@ -57,7 +64,7 @@ from .scheduler import Slot, Stage
 from .state import ExecuteOne, Flow, Settings
 from .tracing import RunTracing
 
-__all__ = ["JobLife"]
+__all__ = ["JobLife", "PermitLine", "Turn"]
 
 #: Why a job was not sent: the run stopped between its pick and its request.
 _STOPPED: Literal["stopped"] = "stopped"
@@ -66,6 +73,40 @@ _STOPPED: Literal["stopped"] = "stopped"
 #: its key, a shared cap full elsewhere, the journal's failure or the quarantine's refusal,
 #: or the run's stop.
 Obstacle = Verdict | Key | BaseException | Literal["stopped"]
+
+
+#: How many picked jobs of a run may be in the permit line at once with a shared coordinator:
+#: there a job peeks, leases and takes its permit on Redis while in the line, and one at a
+#: time would bound a process to one job per round trip.
+_SHARED_LINE = 8
+
+
+class Turn:
+    """A worker's place in the :class:`PermitLine`; :meth:`leave` gives it up (once)."""
+
+    __slots__ = ("_line",)
+
+    def __init__(self, line: asyncio.Semaphore) -> None:
+        self._line: asyncio.Semaphore | None = line
+
+    def leave(self) -> None:
+        """Let the next worker pick; a second call does nothing."""
+        line, self._line = self._line, None
+        if line is not None:
+            line.release()
+
+
+class PermitLine:
+    """Where a run's workers wait for the rate permit before they pick a job (see the module
+    docstring): at most ``width`` of them hold a picked job meanwhile."""
+
+    def __init__(self, width: int) -> None:
+        self._line = asyncio.Semaphore(width)
+
+    async def enter(self) -> Turn:
+        """Wait for a place in the line, holding nothing."""
+        await self._line.acquire()
+        return Turn(self._line)
 
 
 class JobLife:
@@ -106,6 +147,10 @@ class JobLife:
             stop_on_api_key=not settings.stop_when,
             shared=getattr(coordinator, "quarantine", None),
         )
+        #: The permit line when the run has a rate (workers enter it before they pick).
+        self.line: PermitLine | None = None
+        if coordinator.rate is not None:
+            self.line = PermitLine(_SHARED_LINE if dispatch.gate.active else 1)
         #: Set when the run starts.
         self.out: OutcomeChannel | None = None
         self.tracing: RunTracing | None = None
@@ -135,32 +180,44 @@ class JobLife:
 
     # -- the life ------------------------------------------------------------------------------
 
-    async def live(self, slot: Slot, stats: CallStats, task: asyncio.Task[Any]) -> None:
-        """Take ``slot`` from its pick to its outcome, or back to the scheduler."""
+    async def live(
+        self, slot: Slot, stats: CallStats, task: asyncio.Task[Any], turn: Turn | None = None
+    ) -> None:
+        """Take ``slot`` from its pick to its outcome, or back to the scheduler. ``turn``: its
+        worker's place in the permit line, left as soon as the job holds its permit or will
+        not need one."""
         if slot.preset is not None:  # decided when read (a bad job, a dead run's intent)
+            if turn is not None:
+                turn.leave()
             await self._unsent(slot, slot.preset)
             return
         slot.stage = Stage.PICKED
-        refused = self._refused(slot)
-        if refused is not None:  # its credential was refused earlier: no permit, no intent
-            await self._end_refused(slot, refused)
-            return
         loop = asyncio.get_running_loop()
         try:
-            obstacle = await self._prepare(slot, task, loop)
+            obstacle = await self._prepare(slot, task, loop, turn)
         except asyncio.CancelledError:  # stopped while it waited for its permit, or closed
             self._not_dispatched(slot)
             raise
+        finally:
+            if turn is not None:
+                turn.leave()
         if obstacle is None:
             await self._send(slot, stats, task, loop)
         else:
             await self._not_sent(slot, obstacle)
 
     async def _prepare(
-        self, slot: Slot, task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop
+        self,
+        slot: Slot,
+        task: asyncio.Task[Any],
+        loop: asyncio.AbstractEventLoop,
+        turn: Turn | None,
     ) -> Obstacle | None:
         """Everything before the request: None when ``slot`` may be sent now (its intent
         durable, when journaled), else what kept it."""
+        refused = self._refused(slot)
+        if refused is not None:  # its credential was refused earlier: no permit, no intent
+            return refused
         gate = self._d.gate
         try:
             found = await gate.before(slot) if gate.active else None
@@ -175,6 +232,8 @@ class JobLife:
                 finally:
                     self._permit_waiters.discard(task)
                 slot.rate_wait = loop.time() - began
+            if turn is not None:
+                turn.leave()  # the next worker may pick while this one claims and sends
             if self._stopping():  # stopped while this worker got its permit
                 return _STOPPED
             journal = self._journal_of(slot)

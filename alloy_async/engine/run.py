@@ -38,7 +38,7 @@ from ..models.bulk import JobOutcome
 from .admission import Admission
 from .coordinator import Coordinator
 from .dispatch import Bell, Dispatch
-from .life import JobLife
+from .life import JobLife, Turn
 from .outcomes import OutcomeChannel, Tally
 from .reader import Reader
 from .state import ExecuteOne, Flow, Grace, Jobs, Settings
@@ -270,10 +270,17 @@ class BulkRun(RunViews):
         assert task is not None
         # One CallStats per worker, reset after each job: nothing keeps it past its call.
         stats = CallStats()
+        line = self._life.line
+        turn: Turn | None = None
         try:
             while True:
+                # With a rate, the place in the permit line comes before the pick: a picked
+                # job holds its user's slot (life.py's docstring).
+                turn = None if line is None or flow.stopping else await line.enter()
                 slot = None if flow.stopping else sched.pick(self._d.try_start)
                 if slot is None:
+                    if turn is not None:
+                        turn.leave()
                     if flow.stopping or (
                         flow.source_done and flow.buffered == 0 and flow.in_flight == 0
                     ):
@@ -291,7 +298,7 @@ class BulkRun(RunViews):
                 self._reader.room.set()
                 flow.in_flight += 1
                 try:
-                    await self._life.live(slot, stats, task)
+                    await self._life.live(slot, stats, task, turn)
                 finally:
                     flow.in_flight -= 1
                     stats.attempts = 0
@@ -301,6 +308,8 @@ class BulkRun(RunViews):
             flow.source_error = flow.source_error or exc
             self._stop(f"{type(exc).__name__}: {exc}")
         finally:
+            if turn is not None:  # the scope or a pick raised: the line must not stay held
+                turn.leave()
             flow.live_workers -= 1
             self._wake.ring_all()
             if flow.live_workers == 0 and not flow.closed:
