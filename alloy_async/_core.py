@@ -305,8 +305,8 @@ class Requester:
         # The clock is read only when a deadline, debug logging or an observer needs it.
         debug = logger.isEnabledFor(logging.DEBUG)
         timed = call.deadline_at is not None or info is not None or debug
-        loop = asyncio.get_running_loop()
-        started = loop.time() if timed else 0.0
+        loop = asyncio.get_running_loop() if timed else None
+        started = loop.time() if loop is not None else 0.0
         outcome: Response | AlloyError
         try:
             if call.deadline_at is None:
@@ -315,7 +315,7 @@ class Requester:
                 outcome = await self._send_within(call, request, call.deadline_at - started)
         except APIConnectionError as exc:  # APITimeoutError and OutcomeUnknownError too
             outcome = exc
-        call.elapsed = loop.time() - started if timed else 0.0
+        call.elapsed = loop.time() - started if loop is not None else 0.0
         if not isinstance(outcome, Response):
             call.last_status = 0
             if info is not None and observer is not None:

@@ -57,7 +57,6 @@ from ..models.bulk import BulkReport, JobOutcome
 from .admission import Admission, locate
 from .coordinator import Coordinator, Verdict
 from .dispatch import Dispatch
-from .journal import Journal
 from .outcomes import Finished, OutcomeChannel, Tally, journal_state, raised_after_answer
 from .quarantine import Quarantine
 from .scheduler import Slot, Stage
@@ -151,9 +150,20 @@ class JobLife:
         self.line: PermitLine | None = None
         if coordinator.rate is not None:
             self.line = PermitLine(_SHARED_LINE if dispatch.gate.active else 1)
-        #: Set when the run starts.
+        #: Set when the run starts (:meth:`begin`).
         self.out: OutcomeChannel | None = None
         self.tracing: RunTracing | None = None
+        #: A job has steps before its request (a shared gate, a rate permit, an intent); when
+        #: it has none, only the quarantine can keep it, and `_prepare` is not entered.
+        self._steps = True
+
+    def begin(self, out: OutcomeChannel, tracing: RunTracing | None) -> None:
+        """The run started: where outcomes go, its tracing, and what precedes each request."""
+        self.out = out
+        self.tracing = tracing
+        self._steps = bool(
+            self._d.gate.active or self._c.rate is not None or self._admission.journal is not None
+        )
 
     # -- what the run asks of the jobs in flight ---------------------------------------------
 
@@ -192,17 +202,18 @@ class JobLife:
             await self._unsent(slot, slot.preset)
             return
         slot.stage = Stage.PICKED
-        loop = asyncio.get_running_loop()
-        try:
-            obstacle = await self._prepare(slot, task, loop, turn)
-        except asyncio.CancelledError:  # stopped while it waited for its permit, or closed
-            self._not_dispatched(slot)
-            raise
-        finally:
-            if turn is not None:
-                turn.leave()
+        obstacle: Obstacle | None = None
+        if self._steps or self.quarantine.bad:
+            try:
+                obstacle = await self._prepare(slot, task, turn)
+            except asyncio.CancelledError:  # stopped while it waited for its permit, or closed
+                self._not_dispatched(slot)
+                raise
+            finally:
+                if turn is not None:
+                    turn.leave()
         if obstacle is None:
-            await self._send(slot, stats, task, loop)
+            await self._send(slot, stats, task)
         else:
             await self._not_sent(slot, obstacle)
 
@@ -210,7 +221,6 @@ class JobLife:
         self,
         slot: Slot,
         task: asyncio.Task[Any],
-        loop: asyncio.AbstractEventLoop,
         turn: Turn | None,
     ) -> Obstacle | None:
         """Everything before the request: None when ``slot`` may be sent now (its intent
@@ -219,6 +229,7 @@ class JobLife:
         if refused is not None:  # its credential was refused earlier: no permit, no intent
             return refused
         gate = self._d.gate
+        loop = asyncio.get_running_loop()
         try:
             found = await gate.before(slot) if gate.active else None
             if found is not None:
@@ -236,7 +247,7 @@ class JobLife:
                 turn.leave()  # the next worker may pick while this one claims and sends
             if self._stopping():  # stopped while this worker got its permit
                 return _STOPPED
-            journal = self._journal_of(slot)
+            journal = self._admission.journal if slot.key is not None else None
             if journal is not None:
                 slot.stage = Stage.INTENDED  # cancelled from here: the intent is taken back
                 found = await gate.claim(journal, slot.key)  # type: ignore[arg-type]
@@ -249,13 +260,8 @@ class JobLife:
             return exc
         return self._refused(slot)  # a 401 may have quarantined it meanwhile
 
-    async def _send(
-        self,
-        slot: Slot,
-        stats: CallStats,
-        task: asyncio.Task[Any],
-        loop: asyncio.AbstractEventLoop,
-    ) -> None:
+    async def _send(self, slot: Slot, stats: CallStats, task: asyncio.Task[Any]) -> None:
+        loop = asyncio.get_running_loop()
         slot.stage = Stage.SENDING
         started = loop.time()
         result: Any = None
@@ -290,18 +296,23 @@ class JobLife:
         outcome on."""
         slot.attempts += stats.attempts or 1
         slot.throttled += stats.throttled
-        # Set when the error is not the server's answer (a hook raised it after the answer).
-        answered = raised_after_answer(error, stats.hook_raised_after) if error else 0
-        if isinstance(error, RateLimitError) and not answered and self._c.cooldown is not None:
-            self._c.cooldown.on_throttle(slot.scope, error.retry_after)
-            if slot.requeues < self._s.max_requeues and not self._flow.stopping:
-                slot.requeues += 1
-                self._requeue(slot, success=False)  # parks on the scope until it has cooled
-                return
+        answered = 0
+        if error is not None:
+            # Set when the error is not the server's answer (a hook raised it after the answer).
+            answered = raised_after_answer(error, stats.hook_raised_after)
+            cooldown = self._c.cooldown
+            if isinstance(error, RateLimitError) and not answered and cooldown is not None:
+                cooldown.on_throttle(slot.scope, error.retry_after)
+                if slot.requeues < self._s.max_requeues and not self._flow.stopping:
+                    slot.requeues += 1
+                    self._requeue(slot, success=False)  # parks on the scope until it cooled
+                    return
         self._release(slot, error is None)
-        if isinstance(error, InvalidRequestError):
-            error = locate(error, slot.index)  # refused before sending: say which job
-        owed = error is not None and not answered and self.quarantine.saw(slot.job, error)
+        owed = False
+        if error is not None:
+            if isinstance(error, InvalidRequestError):
+                error = locate(error, slot.index)  # refused before sending: say which job
+            owed = not answered and self.quarantine.saw(slot.job, error)
         entry = self._finished(slot, result, error, elapsed, True, answered=answered)
         assert self.out is not None
         if not self.out.offer(entry):  # no coroutine when there is room
@@ -406,22 +417,20 @@ class JobLife:
         """Back to the scheduler after a 429 (the server did not act: its intent goes)."""
         self._release(slot, success)
         slot.stage = Stage.QUEUED
-        journal = self._journal_of(slot)
-        if journal is not None:
-            journal.forget(slot.key)  # type: ignore[arg-type]
+        journal = self._admission.journal
+        if journal is not None and slot.key is not None:
+            journal.forget(slot.key)
         self._flow.buffered += 1
         self._d.sched.requeue(slot)
+
+    def _stopping(self) -> bool:
+        """Read anew after each wait: a stop may have come meanwhile (a method, so that a
+        type checker does not take the first reading for the second)."""
+        return self._flow.stopping
 
     def _refused(self, slot: Slot) -> BaseException | None:
         """The error ``slot`` ends with when its credential is quarantined, else None."""
         return self.quarantine.blocked(slot.job) if self.quarantine.bad else None
-
-    def _stopping(self) -> bool:
-        """Read anew after each wait: a stop may have come meanwhile."""
-        return self._flow.stopping
-
-    def _journal_of(self, slot: Slot) -> Journal | None:
-        return self._admission.journal if slot.key is not None else None
 
     def _finished(
         self,

@@ -149,7 +149,7 @@ class BulkRun(RunViews):
                 opening.set()
             self._admission.journal = self._c.journal
         flow.t0 = loop.time()
-        self._out = self._life.out = OutcomeChannel(
+        self._out = OutcomeChannel(
             2 * self._s.concurrency,
             ordered=self._s.ordered,
             taken=self._admission.taken,
@@ -159,8 +159,10 @@ class BulkRun(RunViews):
             self._deadline_timer = loop.call_later(
                 self._s.deadline, self._stop, f"deadline of {self._s.deadline:g} s reached"
             )
+        tracing = None
         if self._s.observer is not None:
-            self._life.tracing = RunTracing(self._s.observer, self._run_id, self._s.concurrency)
+            tracing = RunTracing(self._s.observer, self._run_id, self._s.concurrency)
+        self._life.begin(self._out, tracing)
         self._tasks.append(loop.create_task(self._reader.feed()))
         self._grow()  # the rest start as jobs are queued (_grow): never more than the jobs
 

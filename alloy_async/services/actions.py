@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._checks import check_number
 from .._convert import execution_result, structure, unwrap
 from .._core import CallStats
-from .._http import Request, Timeout
+from .._http import Request, Response, Timeout
 from .._wire import decode_json
 from ..errors import InvalidRequestError, InvalidResponseError
 from ..limiters import RateLimiter
@@ -41,6 +41,19 @@ if TYPE_CHECKING:
 __all__ = ["Actions", "catalog_slug"]
 
 T = TypeVar("T")
+
+
+#: The operation observers see for an execute call (``execute`` and each bulk job: the
+#: pipeline's scope is the connector, so its 429s cool it).
+_EXECUTE = "alloy.actions.execute"
+
+
+def _result(request: Request, response: Response) -> ExecutionResult:
+    """An execute call's result from its answer (one await less than a shared coroutine:
+    this is the bulk hot path)."""
+    return execution_result(
+        decode_json(response, request), status_code=response.status, request_id=response.request_id
+    )
 
 
 class Actions(Service):
@@ -181,21 +194,10 @@ class Actions(Service):
                 query_parameters,
                 path_params,
             )
-        return await self._send_execute(request, connector_id, stats)
-
-    async def _send_execute(
-        self, request: Request, connector_id: str, stats: CallStats | None
-    ) -> ExecutionResult:
-        """Send one execute request and read its result: :meth:`execute`'s and each bulk
-        job's (the pipeline's scope is the connector: its 429s cool it)."""
         response = await self._requester.send(
-            request, scope=f"execute:{connector_id}", stats=stats, operation="alloy.actions.execute"
+            request, scope=f"execute:{connector_id}", stats=stats, operation=_EXECUTE
         )
-        return execution_result(
-            decode_json(response, request),
-            status_code=response.status,
-            request_id=response.request_id,
-        )
+        return _result(request, response)
 
     def _execute_request(
         self,
@@ -453,7 +455,10 @@ class Actions(Service):
                 job.path_params,
                 job.additional_headers,
             )
-            return await runner._send_execute(request, job.connector_id, stats)
+            response = await runner._requester.send(
+                request, scope=f"execute:{job.connector_id}", stats=stats, operation=_EXECUTE
+            )
+            return _result(request, response)
 
         return execute_one
 

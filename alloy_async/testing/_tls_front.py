@@ -130,6 +130,10 @@ async def _pipe(
                     break
                 except ssl.SSLZeroReturnError:
                     return  # close_notify from the client
+                if not plain:
+                    # The session is over without an error (OpenSSL answers b"" once it has
+                    # shut down, e.g. after our close_notify): reading on would spin forever.
+                    return
                 up_writer.write(plain)
             await up_writer.drain()
             await _flush(writer, outgoing)  # e.g. a key update the read produced
