@@ -36,7 +36,7 @@ __all__ = [
 #: The names ``AlloyClient(event_hooks=...)`` accepts.
 HOOK_EVENTS = ("request", "response", "retry")
 
-Hook = Callable[[Any], "Awaitable[None] | None"]
+Hook = Callable[[Any], Awaitable[None] | None]
 #: ``{"request": [...], "response": [...], "retry": [...]}``: sync or async callables.
 EventHooks = Mapping[str, Sequence[Hook]]
 
@@ -107,7 +107,7 @@ class RetryEvent:
         operation, request: as in :class:`RequestEvent`.
         attempt: the attempt that failed.
         delay: seconds until the next attempt.
-        reason: the error of the failed attempt (a 429's :class:`RateLimitError`, a
+        reason: the error of the failed attempt (a 429's :class:`~alloy_async.RateLimitError`, a
             connection error, ...).
     """
 
