@@ -6,9 +6,11 @@ import ast
 import functools
 import importlib
 import inspect
+import re
 import typing
 from typing import Any
 
+import attrs
 from sphinx.util.typing import stringify_annotation
 
 import alloy_async
@@ -107,8 +109,8 @@ def _type_checking_names(module_name: str) -> dict[str, Any]:
 
 
 def _record_types(
-    app: Any, what: str, name: str, obj: Any, _options: Any, args: str | None, _ret: str
-) -> None:
+    app: Any, what: str, name: str, obj: Any, _options: Any, args: str | None, ret: str
+) -> tuple[str, str] | None:
     """The parameter and return types an entry lists, from the evaluated annotations.
 
     autodoc evaluates annotations (strings, under ``from __future__ import annotations``) in
@@ -117,28 +119,74 @@ def _record_types(
     name may resolve to the wrong object or not at all, so they are evaluated again here, with
     the module's ``TYPE_CHECKING`` imports. A class documented with an explicit empty
     signature (``BulkRun()``) is built by the library, not by you: its constructor's
-    parameters are left out.
+    parameters are left out. So are an attrs class's: they are its fields, listed with their
+    types and meaning (its "Attributes:"); a field whose default is a factory reads
+    ``<factory>`` in the signature, as for a dataclass, not attrs' ``NOTHING``.
     """
     annotations = app.env.current_document.autodoc_annotations
     is_class = what in {"class", "exception"}
-    if is_class and args == "()":
+    if is_class and (args == "()" or attrs.has(obj)):
         annotations.pop(name, None)
-        return
+        if args and "=NOTHING" in args:
+            return args.replace("=NOTHING", "=<factory>"), ret
+        return None
     target = getattr(obj, "__init__", None) if is_class else obj
     target = getattr(target, "__func__", target)
     if not inspect.isfunction(target):
-        return
+        return None
     try:
         hints = typing.get_type_hints(target, localns=_type_checking_names(target.__module__))
     except Exception:  # whatever fails, autodoc's own reading stays
-        return
+        return None
     recorded = annotations.setdefault(name, {})
     for param, hint in hints.items():
         if param != "return" or not is_class:
             recorded[param] = stringify_annotation(hint, "smart")
+    return None
+
+
+_FIELD = re.compile(r":[^:\s][^:]*:(\s|$)")
+
+
+def _one_field_list(
+    _app: Any, _what: str, _name: str, _obj: Any, _options: Any, lines: list[str]
+) -> None:
+    """Gather an entry's fields (``:param:``, ``:raises:``... as napoleon writes its "Args:"
+    and "Raises:" sections) into one list at its end.
+
+    A docstring with text between its "Args:" and its "Raises:" makes two field lists, and
+    autodoc then adds every parameter's type to both: each parameter would be listed twice.
+    """
+    fields: list[str] = []
+    rest: list[str] = []
+    in_field = False
+    for line in lines:
+        if _FIELD.match(line):
+            in_field = True
+        elif line and not line[0].isspace():
+            in_field = False
+        (fields if in_field else rest).append(line)
+    if fields:
+        lines[:] = [*rest, "", *fields]
+
+
+def _no_type_docstring(
+    _app: Any, what: str, _name: str, obj: Any, _options: Any, lines: list[str]
+) -> None:
+    """A constant re-exported by a package (``GLOBAL_KEY``, ``EventHooks``) has no ``#:``
+    comment where the package imports it, so autodoc falls back to the docstring of its type
+    ("Built-in immutable sequence...") or of its alias's origin (``Mapping``): drop that; the
+    reference page says what the constant is."""
+    borrowed = {inspect.getdoc(type(obj)), inspect.getdoc(typing.get_origin(obj))}
+    if what == "data" and "\n".join(lines).strip() in borrowed - {None}:
+        lines[:] = []
 
 
 def setup(app: Any) -> dict[str, Any]:
     app.connect("missing-reference", _resolve)
     app.connect("autodoc-process-signature", _record_types)
+    # After napoleon's own handler, which writes the fields.
+    app.connect("autodoc-process-docstring", _one_field_list, priority=600)
+    # Before napoleon's, which rewrites the lines this one compares.
+    app.connect("autodoc-process-docstring", _no_type_docstring, priority=400)
     return {"parallel_read_safe": True}

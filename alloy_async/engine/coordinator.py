@@ -212,6 +212,14 @@ class InProcessCoordinator:
 
     ``InProcessCoordinator.build(...)`` makes one from ``execute_many``'s arguments; build one
     yourself to share limiters between runs in one process.
+
+    Attributes:
+        slots: the concurrency caps (a :class:`~alloy_async.ConcurrencyLimiter` by default).
+        rate: the rate budget (a :class:`~alloy_async.RateLimiter` by default), or None.
+        cooldown: the adaptive limit per scope (a :class:`~alloy_async.AdaptiveLimiter` by
+            default), or None.
+        journal: the write-ahead journal (a :class:`~alloy_async.SqliteJournal` by default),
+            or None.
     """
 
     slots: KeyedSlots

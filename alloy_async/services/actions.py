@@ -275,8 +275,12 @@ class Actions(Service):
                 :class:`~alloy_async.errors.PaginationError`; pass a larger number to raise the
                 cap (iteration then stops quietly at it, ``truncated`` tells) or None to lift
                 it.
-            extra_headers, extra_query, extra_body: merged into every execute request this
-                makes (the Alloy request itself, not the third party's query or body).
+            extra_headers: headers merged into every execute request this makes (the Alloy
+                request itself, not the third party's).
+            extra_query: query parameters merged into every execute request this makes (the
+                Alloy request's own query, not the third party's).
+            extra_body: fields merged into the body of every execute request this makes (the
+                Alloy request's own body, not the third party's ``requestBody``).
             timeout: seconds or a :class:`~alloy_async.Timeout` for each execute request it
                 makes (None: the client's).
         """

@@ -38,8 +38,8 @@ class FakeState:
         self.files: dict[str, dict[str, dict[str, Any]]] = collections.defaultdict(dict)
         #: Every action execution actually performed (a side effect happened), in order.
         self.executions: list[ExecutionRecord] = []
-        #: Credentials the third party refuses (401, ``source`` THIRD_PARTY): see
-        #: :meth:`revoke_credential`.
+        #: Credentials the third party refuses (401, ``source`` THIRD_PARTY), as
+        #: :meth:`revoke_credential` set them.
         self.revoked: set[str] = set()
         #: Executes refused because their credential was revoked, per credential.
         self.revoked_requests: collections.Counter[str] = collections.Counter()
