@@ -77,12 +77,18 @@ _BACKSTOP = 0.5
 
 @attrs.define(slots=True)
 class CallStats:
-    """What one logical call cost: attempts made and seconds spent waiting on throttling."""
+    """What one logical call cost: attempts made and seconds spent waiting on throttling.
+
+    Attributes:
+        attempts: HTTP attempts made, retries included.
+        throttled: seconds spent waiting because the API throttled (429/503, ``Retry-After``).
+        hook_raised_after: the status of the server's answer after which an event hook
+            raised, or 0 when none did. The job is then judged by what the server did,
+            whatever the hook raised.
+    """
 
     attempts: int = 0
     throttled: float = 0.0
-    #: The status of the server's answer after which an event hook raised (0: none did), so
-    #: the job is judged by what the server did, whatever the hook raised.
     hook_raised_after: int = 0
 
 

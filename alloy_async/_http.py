@@ -101,7 +101,7 @@ class LowerCaseHeaders(Mapping[str, str]):
 class Secret:
     """A credential (the ``authorization`` header's value) that no attribute holds in the clear.
 
-    The value is reachable only by calling :meth:`reveal` (it lives in a closure), and the repr
+    The value is reachable only by calling ``reveal()`` (it lives in a closure), and the repr
     is masked: an error tracker serializing a frame's locals, however deep it walks mappings,
     sequences and attributes, never reaches it as a string.
     """
@@ -214,15 +214,16 @@ class Request:
     Attributes:
         method: upper-case HTTP method.
         url: the absolute URL, query string included.
-        headers: header names (lower-case) to values, ``authorization`` included; treat as
-            read-only. Built on each read from the stored headers and ``auth``.
         body: the encoded body, or None.
-        timeout: seconds the transport may spend on this one attempt, a :class:`Timeout`
-            (phase by phase), or None.
+        timeout: seconds the transport may spend on this one attempt, a
+            :class:`~alloy_async.Timeout` (phase by phase), or None.
         path: the URL path, for messages and logs (never holds the query string).
         auth: the ``authorization`` value, or None. Kept apart from the stored headers (which
             then hold no credential of the client's) and added by ``headers`` when read; a
             stored ``authorization`` header wins over it.
+
+    The constructor takes the headers to store as ``headers=``; read them back, with
+    ``authorization``, through :attr:`headers`.
     """
 
     method: str
@@ -235,7 +236,11 @@ class Request:
 
     @property
     def headers(self) -> Mapping[str, str]:
-        """The headers to send: the stored ones, after ``authorization`` from ``auth``."""
+        """The headers to send (names lower-case), ``authorization`` included.
+
+        Built on each read: ``authorization`` from ``auth``, then the stored headers (a stored
+        ``authorization`` wins). Treat it as read-only.
+        """
         auth = self.auth
         if auth is None:
             return self._headers

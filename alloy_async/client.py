@@ -106,6 +106,17 @@ class AlloyClient:
     ``max_connections``, ``proxy``, ``trust_env``, ``verify`` and ``cert`` configure the
     default transport: with ``transport=`` they are refused (configure that transport).
 
+    Attributes:
+        users (alloy_async.services.Users): create, list, get, update and delete users, and
+            user tokens.
+        connectors (alloy_async.services.Connectors): the catalog, one connector, its
+            resources.
+        actions (alloy_async.services.Actions): details, execute, paginate, execute_many,
+            the catalog.
+        credentials (alloy_async.services.Credentials): metadata, create (OAuth or API key),
+            list, delete.
+        files (alloy_async.services.Files): presigned uploads, list, delete.
+
     Raises:
         ConfigurationError: no API key, a bad base URL, a bad network option (named, without
             its credentials), or a transport option given with ``transport=``.
@@ -178,15 +189,10 @@ class AlloyClient:
         from .services import Actions, Connectors, Credentials, Files, Users
 
         r = self._requester
-        #: Users: create/list/get/update/delete, and user tokens.
         self.users = Users(r)
-        #: Connectors: the catalog, one connector, its resources.
         self.connectors = Connectors(r)
-        #: Actions: details, execute, paginate, execute_many, catalog.
         self.actions = Actions(r)
-        #: Credentials: metadata, create (OAuth or API key), list, delete.
         self.credentials = Credentials(r)
-        #: Files: presigned uploads, list, delete.
         self.files = Files(r)
 
     @property

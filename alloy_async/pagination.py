@@ -200,8 +200,9 @@ class AsyncPaginator(Generic[T]):
             parse: turns a body into that page's items (for Alloy, its ``data`` list).
             limit: items per page (Alloy's execute paging allows at most 50).
             start: the offset of the first page.
-            max_pages: the most pages one iteration fetches; :data:`DEFAULT_MAX_PAGES`
-                (10,000, reaching it raises PaginationError) unless you pass a number (reaching
+            max_pages: the most pages one iteration fetches;
+                :data:`~alloy_async.pagination.DEFAULT_MAX_PAGES` (10,000, reaching it raises
+                PaginationError) unless you pass a number (reaching
                 it stops quietly, :attr:`truncated` tells) or None (no cap).
             name: what is paged (e.g. ``"hubspot.listContacts"``), for errors and logs.
 

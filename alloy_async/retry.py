@@ -113,7 +113,7 @@ def _unsafe_retry_statuses(value: Iterable[int]) -> frozenset[int]:
 class RetryPolicy:
     """How a call is retried.
 
-    Args:
+    Attributes:
         max_retries: retries after the first attempt (0 disables retrying).
         backoff_base: the first backoff wait, in seconds; it doubles each retry.
         backoff_max: the largest backoff wait before jitter.

@@ -240,7 +240,7 @@ def test_only_observability_imports_opentelemetry() -> None:
     assert out.stdout.strip() == "False"
 
 
-# What each layer of README.md's Architecture diagram MAY import (an allow-list: a new import
+# What each layer of docs/architecture.md's diagram MAY import (an allow-list: a new import
 # across layers, or a new top-level module, needs a rule here). Keys and values are the
 # package's top-level units (``alloy_async.<unit>``); a unit may always import its own modules.
 # The diagram, top to bottom: cli -> distributed -> client -> services -> (pagination, engine

@@ -2,7 +2,8 @@
 
 A URL redis-py cannot use (a port that is not a number, an option it cannot read) was a 60-line
 traceback and exit 1; a wrong password or a Redis that is down at the start was one line but
-exit 1. README promises one line and exit 2 for every bad option; later outages are pauses.
+exit 1. docs/guarantees.md promises one line and exit 2 for every bad option; later outages
+are pauses.
 The password never appears in what is printed.
 """
 

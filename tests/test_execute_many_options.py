@@ -1,5 +1,6 @@
 """Issue 23 item "typed public options": ``actions.execute_many`` names every option it takes
-(no ``**options``), forwards each one, and takes the ``burst`` README documents for ``rate``.
+(no ``**options``), forwards each one, and takes the ``burst`` docs/fanout.md documents for
+``rate``.
 
 What ran is judged by the server's record (``FakeAlloy.executions`` and their server times),
 never by the client's report.

@@ -111,16 +111,19 @@ async def test_mutual_tls_with_and_without_a_client_certificate(
 
 
 def _readme_recipe() -> str:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    section = readme.split("### Testing your TLS setup", 1)[1].split("\n## ", 1)[0]
+    page = Path(__file__).resolve().parent.parent / "docs" / "testing.md"
+    section = page.read_text(encoding="utf-8").split("## Testing your TLS setup", 1)[1]
+    section = section.split("\n## ", 1)[0]
     (snippet,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     return str(snippet)
 
 
 async def test_the_readme_recipe_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """README's "Testing your TLS setup" snippet runs as written (tmp_path given).
+    """docs/testing.md's "Testing your TLS setup" snippet runs as written (tmp_path given).
     Catches: the documented recipe drifting from the code."""
-    code = compile(_readme_recipe(), "README.md", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    code = compile(
+        _readme_recipe(), "docs/testing.md", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    )
     namespace: dict[str, Any] = {"tmp_path": tmp_path}
     result = eval(code, namespace)
     if result is not None:

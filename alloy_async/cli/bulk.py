@@ -79,7 +79,8 @@ ClientFactory = Callable[..., AbstractAsyncContextManager[AlloyClient]]
 @click.option(
     "--dry-run",
     is_flag=True,
-    help="Only check every job against its action's schema: send nothing, write the invalid.",
+    help="Only check every job against its action's schema: send nothing, write an outcome "
+    "line for each invalid job.",
 )
 @click.option(
     "--redis",

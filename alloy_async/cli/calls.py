@@ -47,7 +47,7 @@ def users_list(**kw: Any) -> None:
 @users.command("create")
 @common
 @click.argument("username")
-@click.option("--full-name")
+@click.option("--full-name", help="The user's full name.")
 def users_create(username: str, full_name: str | None, **kw: Any) -> None:
     """Create a user."""
     _call(
@@ -83,7 +83,7 @@ def connectors() -> None:
 
 @connectors.command("list")
 @common
-@click.option("--category")
+@click.option("--category", help="Only the connectors of this category.")
 def connectors_list(category: str | None, **kw: Any) -> None:
     """Every connector (optionally of one category)."""
     _call(
@@ -128,11 +128,11 @@ def actions_get(connector_id: str, action_id: str, **kw: Any) -> None:
 @common
 @click.argument("connector_id")
 @click.argument("action_id")
-@click.option("--credential-id", required=True)
-@click.option("--user-id")
-@click.option("--body", help="requestBody as JSON.")
-@click.option("--query", help="queryParameters as JSON.")
-@click.option("--path-params", help="pathParams as JSON.")
+@click.option("--credential-id", required=True, help="The user's credential to run it with.")
+@click.option("--user-id", help="The user to run it for (x-alloy-userid).")
+@click.option("--body", help="The request body for the third party, as JSON.")
+@click.option("--query", help="The third party's query parameters, as JSON.")
+@click.option("--path-params", help="The action's path parameters, as JSON.")
 def actions_execute(
     connector_id: str,
     action_id: str,
@@ -186,7 +186,7 @@ def credentials_metadata(connector_id: str, **kw: Any) -> None:
 @credentials.command("list")
 @common
 @click.argument("connector_id")
-@click.option("--user-id", required=True)
+@click.option("--user-id", required=True, help="The user whose credentials to list.")
 def credentials_list(connector_id: str, user_id: str, **kw: Any) -> None:
     """A user's credentials for a connector."""
     _call(
@@ -199,10 +199,15 @@ def credentials_list(connector_id: str, user_id: str, **kw: Any) -> None:
 @credentials.command("create")
 @common
 @click.argument("connector_id")
-@click.option("--user-id", required=True)
-@click.option("--type", "auth_type", required=True, help="oauth2, apiKey, ...")
-@click.option("--redirect-uri")
-@click.option("--data", help="Connector inputs as JSON.")
+@click.option("--user-id", required=True, help="The user the credential is for.")
+@click.option(
+    "--type",
+    "auth_type",
+    required=True,
+    help="The authentication type, as credentials metadata lists it (oauth2, apiKey, ...).",
+)
+@click.option("--redirect-uri", help="Where OAuth sends the user back to (oauth2).")
+@click.option("--data", help="The connector's inputs (an API key...), as JSON.")
 def credentials_create(
     connector_id: str,
     user_id: str,
@@ -229,7 +234,7 @@ def credentials_create(
 @common
 @click.argument("connector_id")
 @click.argument("credential_id")
-@click.option("--user-id", required=True)
+@click.option("--user-id", required=True, help="The user the credential belongs to.")
 def credentials_delete(connector_id: str, credential_id: str, user_id: str, **kw: Any) -> None:
     """Delete a credential."""
     _call(kw, lambda a: a.credentials.delete(connector_id, credential_id, user_id=user_id))

@@ -32,7 +32,7 @@ __all__ = ["DemoSettings", "demo"]
 @common
 @click.option("--users", "n_users", default=200, show_default=True, help="End users to create.")
 @click.option("--jobs", "n_jobs", default=5000, show_default=True, help="Jobs to execute.")
-@click.option("--concurrency", default=64, show_default=True)
+@click.option("--concurrency", default=64, show_default=True, help="Jobs in flight.")
 @click.option("--per-user", default=2, show_default=True, help="Concurrent jobs per user.")
 @click.option(
     "--heavy-share",
@@ -48,7 +48,9 @@ __all__ = ["DemoSettings", "demo"]
     "rare enough that the heavy user stays bound by --per-user, not by the cool-downs).",
 )
 @click.option("--latency", default="2ms", show_default=True, help="Server latency per request.")
-@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--seed", default=0, show_default=True, help="Seed of the sandbox's ids, data and faults."
+)
 def demo(
     api_key: str | None, base_url: str | None, sandbox: bool, as_json: bool, **opts: Any
 ) -> None:

@@ -27,9 +27,11 @@ __all__ = ["sandbox_cmd"]
     "reset_after (it drops after the action ran), slow (a latency spike). "
     "E.g. 429=0.05,503=0.02,reset=0.01",
 )
-@click.option("--latency", default="0ms", show_default=True)
+@click.option("--latency", default="0ms", show_default=True, help="Latency per request (5ms, 1s).")
 @click.option("--rate-limit", type=float, default=None, help="Requests/s before answering 429.")
-@click.option("--burst", type=int, default=None)
+@click.option(
+    "--burst", type=int, default=None, help="Requests accepted at once under --rate-limit."
+)
 @click.option("--users", "n_users", default=1, show_default=True, help="Demo users to seed.")
 @click.option(
     "--seed",

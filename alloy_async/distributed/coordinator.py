@@ -60,13 +60,28 @@ class RedisStatistics:
 
 @attrs.define
 class RedisRun:
-    """The coordinator of one run (``RedisCoordinator.configure``): its limits on Redis."""
+    """The coordinator of one run (``RedisCoordinator.configure``): its limits on Redis.
+
+    ``execute_many(coordinator=RedisCoordinator(...))`` makes one per run; it is the
+    :class:`~alloy_async.engine.Coordinator` the engine then uses.
+
+    Attributes:
+        slots (alloy_async.engine.KeyedSlots): the concurrency caps: a local count, then
+            leases on Redis (also a :class:`~alloy_async.engine.coordinator.LeasedSlots`).
+        rate (alloy_async.engine.RateBudget | None): the rate budget shared on the
+            namespace, or None.
+        cooldown (alloy_async.engine.CoolDown | None): the adaptive cool-down per scope,
+            shared on the namespace (a throttle seen by one process slows all), or None.
+        journal (alloy_async.engine.Journal): the write-ahead journal on Redis (also a
+            :class:`~alloy_async.engine.coordinator.SharedJournal`).
+        quarantine (alloy_async.engine.coordinator.SharedQuarantine): the namespace's
+            credential quarantine, shared by every run on it.
+    """
 
     slots: RedisSlots
     rate: RedisRate | None
     cooldown: RedisCoolDown | None
     journal: RedisJournal
-    #: The namespace's credential quarantine, shared by every run on it.
     quarantine: RedisQuarantine
 
 

@@ -70,57 +70,11 @@ def execute_many(
 ) -> BulkRun:
     """Run ``execute_one`` over ``jobs`` with bounded, fair concurrency; see :class:`BulkRun`.
 
+    Every argument but the three below is documented where users pass it:
+    ``alloy_async.services.Actions.execute_many`` (``services/actions.py``).
+
     Args:
         execute_one: runs one job (``actions.execute`` wired to the pipeline).
-        jobs: an iterable or async iterable of :class:`ExecuteJob` or mappings (camelCase or
-            snake_case keys), read lazily.
-        concurrency: worker tasks, and so the global cap on calls in flight.
-        per_user / per_connector: caps on calls in flight per user id / connector id.
-        rate: calls per second (a float, or a shared rate budget).
-        ordered: yield outcomes in input order (a reorder window of ``lookahead`` jobs).
-        deadline: seconds for the run; then nothing more is dispatched (in-flight calls end
-            under their own deadline) and the report says so.
-        stop_when: called with the report after each outcome; True stops dispatch.
-        checkpoint: the write-ahead journal: a path (a ``SqliteJournal``) or any ``Journal``;
-            locked for the run (a second run raises ``JournalLockedError``).
-        adaptive: True for an ``AdaptiveLimiter`` of ``concurrency`` per scope, or your own
-            cool-down (wire its ``on_throttle`` into the pipeline's throttle listener), or False.
-        scope: the adaptive scope of a job; default ``"execute:<connector_id>"``.
-        lookahead: jobs read ahead of dispatch (the reach of fairness; bounds memory).
-        schedule: how the users' queued jobs are ordered. ``"makespan"`` (default): every
-            other pick goes to the user with the most queued jobs that is below its
-            ``per_user`` cap, while at its cap it would still outlast all the others (its
-            queued jobs / ``per_user`` > all queued / ``concurrency``), so such a user runs at
-            its cap from the start and the run ends near ``max(jobs / rate, its jobs /
-            (per_user / latency))``; the other picks are round-robin, so every user still
-            gets a turn each round. ``"round_robin"``: the rotation alone, one job per user
-            per round (light users finish a little sooner, a heavy capped user last).
-            Without ``per_user`` both are the rotation.
-        max_requeues: times a job that ended with a 429 is re-queued after the cool-down.
-        default_user: the user of jobs without ``user_id``: their fairness and ``per_user`` key.
-        on_skip: called with ``(job, reason)`` for each job not run because the journal has
-            its key: ``"duplicate"`` (earlier in this run) or ``"done"`` (an earlier run).
-        coordinator: the limits and journal as one bundle (see ``coordinator.py``); when given,
-            ``per_user``, ``per_connector``, ``rate``, ``checkpoint`` and a custom ``adaptive``
-            belong to it and must not be passed here too, except to a coordinator that takes
-            its limits from these arguments (``alloy_async.distributed.RedisCoordinator``:
-            ``per_user``, ``per_connector`` and a numeric ``rate`` are then shared by every
-            process on its namespace).
-        on_credential_error: called once per credential the run quarantines, with
-            ``(user_id, credential_id, error)`` (sync or async), so the app can ask that user
-            to reconnect. A job failing with 401/403 from the third party (``source``
-            ``THIRD_PARTY``) quarantines its credential: its queued jobs are not sent (they
-            end with ``CredentialQuarantinedError``, journaled as not sent). A 401 from the
-            Connectivity API itself (a bad API key) stops the run, unless ``stop_when`` is
-            given. See ``engine/quarantine.py``.
-        on_outcome: called (sync or async) with each outcome before the consumer gets it;
-            the journal says the job is done only after it returned, so a sink that makes the
-            outcome durable here (writes and flushes a line, commits a row) never loses one
-            the journal calls done, even after SIGKILL. If it raises, the run stops and the
-            error reaches the consumer; that job keeps its intent (a rerun reports it
-            outcome-unknown, never sends it again). A plain ``async for`` gives the same
-            order for what its body does before asking for the next outcome, but a write
-            left in a buffer then is not durable.
         preflight: checks each job before it is queued (``validate=``): a job it refuses
             ends with that error, unsent.
         observer: the client's observer; when it can follow runs (telemetry), the run and

@@ -35,9 +35,10 @@ __all__ = [
     "Verdict",
 ]
 
-#: What a shared journal says of a key another run has touched: ``"done"`` (an outcome is
-#: recorded: skip it), ``"claimed"`` (a live run holds its intent: skip it, that run reports
-#: it), ``"intent"`` (the run that wrote the intent is gone: outcome unknown, never sent).
+#: What a shared journal says of a key another run has touched, one of three words.
+#: ``"done"``: an outcome is recorded, skip it. ``"claimed"``: a live run holds its intent;
+#: skip it, that run reports it. ``"intent"``: the run that wrote the intent is gone; the
+#: outcome is unknown and the job is never sent.
 Verdict = Literal["done", "claimed", "intent"]
 
 
@@ -79,8 +80,9 @@ class KeyedSlots(Protocol):
 class LeasedSlots(Protocol):
     """Caps shared with other processes (a distributed coordinator's :class:`KeyedSlots`).
 
-    The engine first takes the local slot (:meth:`KeyedSlots.try_acquire`, which keeps this
-    process's own count), then, before the rate permit, leases every key where the caps are
+    The engine first takes the local slot
+    (:meth:`~alloy_async.engine.KeyedSlots.try_acquire`, which keeps this process's own
+    count), then, before the rate permit, leases every key where the caps are
     shared. A lease expires unless its holder keeps renewing it, so the slots of a process
     that died come back on their own.
     """
@@ -129,7 +131,7 @@ class SharedJournal(Protocol):
     No lock keeps other runs off it; instead :meth:`claim` takes a key atomically, so two
     runs that read the same key never both send it. The engine calls :meth:`peek` before a
     job takes its slots and rate permit (a resumed run spends nothing on done jobs), and
-    :meth:`claim` instead of :meth:`Journal.intend`.
+    :meth:`claim` instead of :meth:`~alloy_async.engine.Journal.intend`.
     """
 
     async def peek(self, key: str) -> Verdict | None:
@@ -151,9 +153,12 @@ class SharedQuarantine(Protocol):
 
     @property
     def bad(self) -> Mapping[str, BaseException]:
-        """Credential id -> the error that quarantined it. Read for every job: answered
-        locally, may be stale by a message's latency (a few more jobs of a credential another
-        process just quarantined may be sent; never one of a credential known here)."""
+        """Credential id -> the error that quarantined it.
+
+        Read for every job, so answered locally. It may be stale by a message's latency (a
+        few more jobs of a credential another process just quarantined may be sent; never one
+        of a credential known here).
+        """
 
     def add(self, credential_id: str, user_id: str | None, error: BaseException) -> bool:
         """Quarantine ``credential_id`` for every run sharing it, at once in :attr:`bad` (the
@@ -207,6 +212,14 @@ class InProcessCoordinator:
 
     ``InProcessCoordinator.build(...)`` makes one from ``execute_many``'s arguments; build one
     yourself to share limiters between runs in one process.
+
+    Attributes:
+        slots: the concurrency caps (a :class:`~alloy_async.ConcurrencyLimiter` by default).
+        rate: the rate budget (a :class:`~alloy_async.RateLimiter` by default), or None.
+        cooldown: the adaptive limit per scope (a :class:`~alloy_async.AdaptiveLimiter` by
+            default), or None.
+        journal: the write-ahead journal (a :class:`~alloy_async.SqliteJournal` by default),
+            or None.
     """
 
     slots: KeyedSlots

@@ -51,7 +51,7 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 @runtime_checkable
 class Journal(Protocol):
-    """What ``execute_many`` needs of a journal (the default is :class:`SqliteJournal`).
+    """What ``execute_many`` needs of a journal (default: :class:`~alloy_async.SqliteJournal`).
 
     One record per job key. For "never twice" a backend must guarantee: :meth:`intend` returns
     only once the intent is durable and visible to every run that may later read the key
@@ -59,14 +59,15 @@ class Journal(Protocol):
     and :meth:`open` excludes any other run on the same journal (a lock that dies with its
     holder, or a lease). :meth:`lookup` must see this run's own writes at once (keep a local
     overlay) and may be stale only for keys no other live run is writing, which the lock
-    guarantees. :meth:`record`, :meth:`forget` and :meth:`settle` may be asynchronous (queued),
-    durable by the next :meth:`flush` or :meth:`aclose`. All methods but :meth:`open`,
+    guarantees. :meth:`record` and :meth:`forget` may be asynchronous (queued), durable by the
+    next :meth:`flush` or :meth:`aclose`. All methods but :meth:`open`,
     :meth:`intend`, :meth:`flush` and :meth:`aclose` are called on the event loop and must not
     block it.
     """
 
     async def open(self, run_id: str) -> None:
-        """Take the journal for one run; raise :class:`JournalLockedError` if another has it."""
+        """Take the journal for one run; raise :class:`~alloy_async.JournalLockedError` if
+        another run has it."""
 
     def lookup(self, key: str) -> tuple[State, str] | None:
         """``(state, run_id)`` of ``key``, including writes not yet durable, or None."""
@@ -176,7 +177,8 @@ class SqliteJournal:
     # -- opening -------------------------------------------------------------------------
 
     async def open(self, run_id: str) -> None:
-        """Lock the journal and open it (off the event loop); see :class:`Journal`."""
+        """Lock the journal and open it (off the event loop); see
+        :class:`~alloy_async.engine.Journal`."""
         if self._thread is not None or self._closed:
             raise JournalError(f"journal {self.path} was already opened; use one per run")
         self._run_id = run_id
@@ -287,7 +289,7 @@ class SqliteJournal:
     # -- reading -------------------------------------------------------------------------
 
     def lookup(self, key: str) -> tuple[State, str] | None:
-        """``(state, run_id)`` of ``key`` or None; see :class:`Journal`."""
+        """``(state, run_id)`` of ``key`` or None; see :class:`~alloy_async.engine.Journal`."""
         if key in self._overlay:
             found = self._overlay[key]
             return None if isinstance(found, _Gone) else found
@@ -332,7 +334,7 @@ class SqliteJournal:
         await waiter
 
     def record(self, key: str, state: State) -> None:
-        """Record ``key``'s outcome; see :class:`Journal`."""
+        """Record ``key``'s outcome; see :class:`~alloy_async.engine.Journal`."""
         self._put(key, (state, self._run_id), None)
 
     def settle(self, key: str, state: State) -> None:
@@ -344,7 +346,7 @@ class SqliteJournal:
         self._put(key, (state, "settled"), None)
 
     def forget(self, key: str) -> None:
-        """Remove ``key`` (never sent); see :class:`Journal`."""
+        """Remove ``key`` (never sent); see :class:`~alloy_async.engine.Journal`."""
         self._put(key, _Gone(), None)
 
     async def flush(self) -> None:

@@ -25,7 +25,7 @@ from .coordinator import SharedQuarantine
 __all__ = ["OnCredentialError", "Quarantine", "credential_failure"]
 
 #: ``execute_many(on_credential_error=...)``: ``(user_id, credential_id, error)``, sync or async.
-OnCredentialError = Callable[[str | None, str, BaseException], "Awaitable[None] | None"]
+OnCredentialError = Callable[[str | None, str, BaseException], Awaitable[None] | None]
 
 
 def credential_failure(error: BaseException | None) -> Literal["credential", "api_key"] | None:

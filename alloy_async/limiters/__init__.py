@@ -1,14 +1,14 @@
 """Limiters for fan-out: concurrency (global and keyed), rate, and adaptive (AIMD per scope).
 
-* :class:`ConcurrencyLimiter` (:mod:`.concurrency`) — a global cap plus caps per key kind
-  (``{"user": 4, "connector": 8}``); one acquisition takes several keys at once. Keyed state
-  exists only while a key is held or waited on, so a million distinct users cost nothing once idle.
-* :class:`RateLimiter` (:mod:`.rate`) — requests per second with a burst: a moving window (at
-  most ``burst`` permits in any ``burst / rate`` seconds), on the event loop's clock, in a few
-  lines of its own. Importing it changes no other package: no dependency is patched or subclassed.
-* :class:`AdaptiveLimiter` (:mod:`.adaptive`) — per scope: a 429 / ``Retry-After`` cools the whole
-  scope and halves its concurrency; successes then raise it back step by step. ``on_throttle`` is
-  a ``ThrottleListener`` for the request pipeline.
+* :class:`ConcurrencyLimiter` — a global cap plus caps per key kind (``{"user": 4,
+  "connector": 8}``); one acquisition takes several keys at once. Keyed state exists only
+  while a key is held or waited on, so a million distinct users cost nothing once idle.
+* :class:`RateLimiter` — requests per second with a burst: a moving window (at most ``burst``
+  permits in any ``burst / rate`` seconds), on the event loop's clock, in a few lines of its
+  own. Importing it changes no other package: no dependency is patched or subclassed.
+* :class:`AdaptiveLimiter` — per scope: a 429 / ``Retry-After`` cools the whole scope and
+  halves its concurrency; successes then raise it back step by step. ``on_throttle`` is a
+  ``ThrottleListener`` for the request pipeline.
 
 All three are single-loop objects (no thread safety) and offer ``statistics()`` snapshots (the
 ``*Statistics`` classes, exported here). A bad argument raises

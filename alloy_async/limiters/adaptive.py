@@ -23,7 +23,15 @@ __all__ = ["AdaptiveLimiter", "AdaptiveStatistics", "ScopeStatistics"]
 
 @attrs.frozen(slots=True)
 class ScopeStatistics:
-    """One scope of an :class:`AdaptiveLimiter`."""
+    """One scope of an :class:`AdaptiveLimiter`.
+
+    Attributes:
+        limit: the scope's current concurrency limit (cut on a throttle, grown back on
+            successes).
+        in_flight: calls in flight in the scope.
+        cooling_for: seconds left of the scope's cool-down (0.0 when not cooling).
+        throttles: throttle signals the scope received.
+    """
 
     limit: float
     in_flight: int

@@ -68,9 +68,14 @@ class ExecuteJob:
     """One action execution to run in bulk (the arguments of ``actions.execute``).
 
     Attributes:
-        connector_id, action_id, credential_id: what to run and with which credential.
+        connector_id: the connector (``"hubspot"``).
+        action_id: the action of that connector to run (``"createContact"``).
+        credential_id: the user's credential to run it with.
         user_id: the end user (``x-alloy-userid``); also the fairness key of ``execute_many``.
-        request_body, query_parameters, path_params, additional_headers: as for ``execute``.
+        request_body: the body sent to the third party, as for ``actions.execute``.
+        query_parameters: the third party's query parameters, as for ``actions.execute``.
+        path_params: the values of the action's path parameters, as for ``actions.execute``.
+        additional_headers: extra headers for the third party, as for ``actions.execute``.
         key: a stable idempotency / checkpoint key; None derives one from the content
             (see :attr:`effective_key`).
     """

@@ -32,5 +32,5 @@ class User:
 
     @property
     def display_name(self) -> str:
-        """The best human label: the full name, else the username, else the id."""
+        """The best human label (the full name, else the username, else the id)."""
         return self.full_name or self.username or self.user_id

@@ -36,7 +36,7 @@ __all__ = [
 #: The names ``AlloyClient(event_hooks=...)`` accepts.
 HOOK_EVENTS = ("request", "response", "retry")
 
-Hook = Callable[[Any], "Awaitable[None] | None"]
+Hook = Callable[[Any], Awaitable[None] | None]
 #: ``{"request": [...], "response": [...], "retry": [...]}``: sync or async callables.
 EventHooks = Mapping[str, Sequence[Hook]]
 
@@ -83,7 +83,9 @@ class ResponseEvent:
     """What a ``response`` hook gets, for each answer (any status, before it is judged).
 
     Attributes:
-        operation, request, attempt: as in :class:`RequestEvent`.
+        operation: the SDK operation (``"alloy.actions.execute"``).
+        request: the request that was answered, secrets redacted.
+        attempt: 1 for the first attempt, 2 for the first retry, ...
         status: the HTTP status.
         headers: the answer's headers (lower-case names); rate-limit headers are here.
         request_id: the API's request id, when it sent one.
@@ -104,11 +106,12 @@ class RetryEvent:
     """What a ``retry`` hook gets, when an attempt failed and another will follow.
 
     Attributes:
-        operation, request: as in :class:`RequestEvent`.
+        operation: the SDK operation (``"alloy.actions.execute"``).
+        request: the request of the failed attempt, secrets redacted.
         attempt: the attempt that failed.
         delay: seconds until the next attempt.
-        reason: the error of the failed attempt (a 429's :class:`RateLimitError`, a
-            connection error, ...).
+        reason: the error of the failed attempt (a 429's
+            :class:`~alloy_async.RateLimitError`, a connection error, ...).
     """
 
     operation: str

@@ -162,10 +162,11 @@ class Actions(Service):
             additional_headers: extra headers for the third-party call.
             stats: receives the attempts made and seconds throttled (used by ``execute_many``).
             validate: check the arguments against the action's schema first (see
-                :meth:`validate`): an invalid call raises :class:`InvalidRequestError` with
+                :meth:`validate`): an invalid call raises
+                :class:`~alloy_async.InvalidRequestError` with
                 ``problems``, and nothing is sent. ``"best_effort"``: a schema that cannot be
                 applied lets the call through unvalidated (True raises
-                :class:`UnusableSchemaError`).
+                :class:`~alloy_async.UnusableSchemaError`).
             timeout: seconds per attempt, or a :class:`~alloy_async.Timeout` (``total``,
                 ``connect``, ``pool``, ``read``), for this call and its schema fetch; None:
                 the client's. A timeout after the request was written is
@@ -276,8 +277,12 @@ class Actions(Service):
                 :class:`~alloy_async.errors.PaginationError`; pass a larger number to raise the
                 cap (iteration then stops quietly at it, ``truncated`` tells) or None to lift
                 it.
-            extra_headers, extra_query, extra_body: merged into every execute request this
-                makes (the Alloy request itself, not the third party's query or body).
+            extra_headers: headers merged into every execute request this makes (the Alloy
+                request itself, not the third party's).
+            extra_query: query parameters merged into every execute request this makes (the
+                Alloy request's own query, not the third party's).
+            extra_body: fields merged into the body of every execute request this makes (the
+                Alloy request's own body, not the third party's ``requestBody``).
             timeout: seconds or a :class:`~alloy_async.Timeout` for each execute request it
                 makes (None: the client's).
         """
@@ -370,20 +375,78 @@ class Actions(Service):
         """Execute many jobs (one action for many users) under caps, fairly; stream outcomes.
 
         ``async for outcome in alloy.actions.execute_many(jobs, per_user=2): ...`` yields one
-        :class:`~alloy_async.models.JobOutcome` per job as it finishes (input order with
-        ``ordered=True``); ``run.report`` is the :class:`~alloy_async.models.BulkReport`.
-        See :func:`alloy_async.engine.execute_many` for every option, ``coordinator=``
-        (the limits and journal as one bundle) included; ``default_user`` defaults to the
-        client's user (``for_user``).
+        :class:`~alloy_async.JobOutcome` per job as it finishes (input order with
+        ``ordered=True``); ``run.report`` is the :class:`~alloy_async.BulkReport`. Returns
+        the :class:`~alloy_async.BulkRun` at once: nothing is sent before it is iterated.
 
-        ``burst=`` goes with a numeric ``rate``: at most ``burst`` calls in any
-        ``burst / rate`` seconds (default: a tenth of a second's worth, at least 1). A rate
-        budget of your own, or a ``coordinator=``, sets its own burst: ``burst=`` is then
-        refused (:class:`InvalidRequestError` naming ``burst``), as is a burst without a rate.
-
-        ``validate=True`` checks every job against its action's schema before it is queued
-        (one schema fetch per distinct action): an invalid job ends with
-        :class:`InvalidRequestError` (its ``problems``), journaled as failed, never sent.
+        Args:
+            jobs: an iterable or async iterable of :class:`~alloy_async.ExecuteJob` or
+                mappings (camelCase or snake_case keys), read lazily.
+            concurrency: worker tasks, and so the global cap on calls in flight.
+            per_user: the cap on calls in flight per user id (None: no cap).
+            per_connector: the cap on calls in flight per connector id (None: no cap).
+            rate: calls per second: a number, or a rate budget of your own (a
+                :class:`~alloy_async.engine.RateBudget`, e.g. one shared by several runs).
+            burst: goes with a numeric ``rate``: at most ``burst`` calls in any
+                ``burst / rate`` seconds (default: a tenth of a second's worth, at least 1).
+                A rate budget of your own, or a ``coordinator=``, sets its own burst:
+                ``burst=`` is then refused (:class:`~alloy_async.InvalidRequestError` naming
+                ``burst``), as is a burst without a rate.
+            ordered: yield outcomes in input order (a reorder window of ``lookahead`` jobs).
+            deadline: seconds for the run; then nothing more is dispatched (in-flight calls
+                end under their own deadline) and the report says so.
+            stop_when: called with the report after each outcome; True stops dispatch.
+            checkpoint: the write-ahead journal: a path (a
+                :class:`~alloy_async.SqliteJournal`) or any
+                :class:`~alloy_async.engine.Journal`; locked for the run (a second run raises
+                :class:`~alloy_async.JournalLockedError`).
+            validate: True checks every job against its action's schema before it is queued
+                (one schema fetch per distinct action): an invalid job ends with
+                :class:`~alloy_async.InvalidRequestError` (its ``problems``), journaled as
+                failed, never sent. ``"best_effort"`` lets a job through unchecked when its
+                action's schema cannot be applied.
+            adaptive: True for an :class:`~alloy_async.AdaptiveLimiter` of ``concurrency``
+                per scope, or a cool-down of your own (a :class:`~alloy_async.engine.CoolDown`;
+                wire its ``on_throttle`` into the pipeline's throttle listener), or False.
+            scope: the adaptive scope of a job; default ``"execute:<connector_id>"``.
+            lookahead: jobs read ahead of dispatch (the reach of fairness; bounds memory).
+            schedule: how the users' queued jobs are ordered. ``"makespan"`` (default): every
+                other pick goes to the user with the most queued jobs that is below its
+                ``per_user`` cap, while at its cap it would still outlast all the others (its
+                queued jobs / ``per_user`` > all queued / ``concurrency``), so such a user runs
+                at its cap from the start and the run ends near ``max(jobs / rate, its jobs /
+                (per_user / latency))``; the other picks are round-robin, so every user still
+                gets a turn each round. ``"round_robin"``: the rotation alone, one job per user
+                per round (light users finish a little sooner, a heavy capped user last).
+                Without ``per_user`` both are the rotation.
+            max_requeues: times a job that ended with a 429 is re-queued after the cool-down.
+            default_user: the user of jobs without ``user_id``: their fairness and
+                ``per_user`` key. Defaults to the client's user (``for_user``).
+            on_skip: called with ``(job, reason)`` for each job not run because the journal
+                has its key: ``"duplicate"`` (earlier in this run) or ``"done"`` (an earlier
+                run).
+            coordinator: the limits and journal as one bundle (a
+                :class:`~alloy_async.engine.Coordinator`); when given, ``per_user``,
+                ``per_connector``, ``rate``, ``checkpoint`` and a custom ``adaptive`` belong to
+                it and must not be passed here too, except to a coordinator that takes its
+                limits from these arguments (:class:`~alloy_async.distributed.RedisCoordinator`:
+                ``per_user``, ``per_connector`` and a numeric ``rate`` are then shared by every
+                process on its namespace).
+            on_credential_error: called once per credential the run quarantines, with
+                ``(user_id, credential_id, error)`` (sync or async), so the app can ask that
+                user to reconnect. A job failing with 401/403 from the third party (``source``
+                ``THIRD_PARTY``) quarantines its credential: its queued jobs are not sent (they
+                end with :class:`~alloy_async.CredentialQuarantinedError`, journaled as not
+                sent). A 401 from the Connectivity API itself (a bad API key) stops the run,
+                unless ``stop_when`` is given.
+            on_outcome: called (sync or async) with each outcome before the consumer gets it;
+                the journal says the job is done only after it returned, so a sink that makes
+                the outcome durable here (writes and flushes a line, commits a row) never loses
+                one the journal calls done, even after SIGKILL. If it raises, the run stops and
+                the error reaches the consumer; that job keeps its intent (a rerun reports it
+                outcome-unknown, never sends it again). A plain ``async for`` gives the same
+                order for what its body does before asking for the next outcome, but a write
+                left in a buffer then is not durable.
         """
         from ..engine import InProcessCoordinator, check_caps, execute_many
 
@@ -472,7 +535,8 @@ class Actions(Service):
         extra_query: Mapping[str, Any] | None = None,
         timeout: float | Timeout | None = None,
     ) -> AsyncPaginator[CatalogAction]:
-        """Every action across connectors, as :class:`CatalogAction` with an UPPER_SNAKE slug.
+        """Every action across connectors, as :class:`~alloy_async.models.CatalogAction`
+        with an UPPER_SNAKE slug.
 
         With ``user_id``, ``is_connected`` tells whether the user holds a credential for the
         action's connector. Connectors are fetched ``concurrency`` at a time and streamed one

@@ -34,8 +34,9 @@ class Users(Service):
     ) -> User:
         """Create a user. ``username`` must be unique in the account (an email or your own id).
 
-        The API answers only the new ``userId``; the returned :class:`User` also carries the
-        username and full name that were sent.
+        The API answers only the new ``userId``; the returned
+        :class:`~alloy_async.models.User` also carries the username and full name that were
+        sent.
 
         ``timeout``: seconds or a :class:`~alloy_async.Timeout` for this call (None: the
         client's).

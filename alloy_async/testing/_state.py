@@ -28,13 +28,18 @@ class FakeState:
         self.execute_shape = execute_shape
         self._rng = random.Random(seed)
         self._clock = 1_754_000_000.0  # 2025-07-31: deterministic timestamps
+        #: The connector catalog, by id, as the API answers it (camelCase keys).
         self.connectors: dict[str, dict[str, Any]] = {c["id"]: copy.deepcopy(c) for c in CONNECTORS}
+        #: User id -> the user, as the API answers it.
         self.users: dict[str, dict[str, Any]] = {}
+        #: Credential id -> the credential, as stored.
         self.credentials: dict[str, dict[str, Any]] = {}
+        #: User id -> file id -> the file, as stored.
         self.files: dict[str, dict[str, dict[str, Any]]] = collections.defaultdict(dict)
+        #: Every action execution actually performed (a side effect happened), in order.
         self.executions: list[ExecutionRecord] = []
-        #: Credentials the third party refuses (401, ``source`` THIRD_PARTY): see
-        #: :meth:`revoke_credential`.
+        #: Credentials the third party refuses (401, ``source`` THIRD_PARTY), as
+        #: :meth:`revoke_credential` set them.
         self.revoked: set[str] = set()
         #: Executes refused because their credential was revoked, per credential.
         self.revoked_requests: collections.Counter[str] = collections.Counter()

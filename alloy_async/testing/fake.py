@@ -73,10 +73,9 @@ class FakeAlloy(FakeState):
             :attr:`fault_log` (turn off for very long runs).
         dataset_size: records a paged action (``listContacts``...) pages through.
 
-    The data and its test helpers (:meth:`add_user`, :meth:`add_credential`,
-    :meth:`complete_oauth`, :meth:`executions_of`) come from
-    :class:`~alloy_async.testing._state.FakeState`; the routes from the table in
-    :mod:`alloy_async.testing._routes`.
+    Seed data and judge what happened with the test helpers below (:meth:`add_user`,
+    :meth:`add_credential`, :meth:`complete_oauth`, :meth:`executions_of`) and the
+    attributes (:attr:`executions`, :attr:`requests`, the peaks in flight).
     """
 
     def __init__(
@@ -97,16 +96,24 @@ class FakeAlloy(FakeState):
         self.latency = latency
         self.faults = faults
         self.record = record
+        #: Every request received, in order (``Authorization`` redacted); empty with
+        #: ``record=False``.
         self.requests: list[RecordedRequest] = []
+        #: Faults injected so far, by name (``"429"``, ``"reset_after"``...).
         self.fault_counts: collections.Counter[str] = collections.Counter()
+        #: Every fault injected, in order; empty with ``record=False``.
         self.fault_log: list[FaultRecord] = []
         self._scripted: dict[str, collections.deque[Fault | Response]] = collections.defaultdict(
             collections.deque
         )
+        #: Requests being served now.
         self.in_flight = 0
+        #: The most requests ever served at once.
         self.peak_in_flight = 0
         self._in_flight_by: collections.Counter[str] = collections.Counter()
+        #: User id -> the most requests of that user served at once.
         self.peak_by_user: dict[str, int] = {}
+        #: Connector id -> the most requests to that connector served at once.
         self.peak_by_connector: dict[str, int] = {}
         self.route_hooks: dict[str, Handler] = {}
         #: Requests received, recorded or not (``record=False`` keeps no list of them).
@@ -115,7 +122,8 @@ class FakeAlloy(FakeState):
     # -- wiring -----------------------------------------------------------------------------
 
     def transport(self, *, record: bool = True) -> FakeTransport:
-        """A :class:`FakeTransport` that sends to this fake; resets become transport errors."""
+        """A :class:`~alloy_async.transports.FakeTransport` that sends to this fake; resets
+        become transport errors."""
         return FakeTransport(self.handle, record=record)
 
     def client(self, **kwargs: Any) -> AlloyClient:
@@ -142,8 +150,8 @@ class FakeAlloy(FakeState):
     def script(self, route: str, *answers: Fault | Response) -> None:
         """Queue answers for the next requests to ``route`` (e.g. ``"execute"``, ``"users.get"``).
 
-        Each answer is used once, in order; a :class:`Response` is returned as is, a
-        :class:`Fault` is applied.
+        Each answer is used once, in order; a :class:`~alloy_async.transports.Response` is
+        returned as is, a :class:`Fault` is applied.
         """
         self._scripted[route].extend(answers)
 

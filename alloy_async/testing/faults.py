@@ -70,12 +70,21 @@ class Fault:
 class FaultPlan:
     """Random faults by rate, reproducible from ``seed``.
 
-    ``rates`` maps a fault name to a probability: ``"429"``, ``"503"`` (any status code),
-    ``"reset"``/``"reset_before"``, ``"reset_after"`` and ``"slow"`` (a latency spike of
-    ``spike`` seconds, then a normal answer). ``retry_after`` is sent with 429/503 answers (None:
-    no header), on the share ``retry_after_share`` of them (drawn from the seeded generator; the
-    others carry no header). ``routes`` limits the plan to some route names (e.g.
-    ``{"execute"}``).
+    Attributes:
+        rates: fault name -> the probability a request gets it: ``"429"``, ``"503"`` (any
+            status code), ``"reset"``/``"reset_before"``, ``"reset_after"`` and ``"slow"``
+            (a latency spike of ``spike`` seconds, then a normal answer). They add up to at
+            most 1.
+        seed: seeds the generator that draws the faults.
+        retry_after: the ``Retry-After`` value sent with 429/503 answers (None: no header).
+        routes: the route names the plan applies to (e.g. ``{"execute"}``); None: all.
+        retry_after_share: the share of 429/503 answers that carry ``retry_after`` (drawn
+            from the seeded generator; the others carry no header).
+        spike: seconds a ``"slow"`` fault adds.
+
+    Raises:
+        ValueError: a rate outside 0..1, an unknown fault name, rates adding up to more
+            than 1, or a bad ``retry_after_share`` or ``spike``.
     """
 
     rates: Mapping[str, float]

@@ -13,7 +13,19 @@ __all__ = ["ExecutionRecord", "FaultRecord", "RecordedRequest"]
 
 @attrs.frozen
 class RecordedRequest:
-    """A request FakeAlloy received (``Authorization`` redacted)."""
+    """A request FakeAlloy received (``Authorization`` redacted).
+
+    Attributes:
+        method: the HTTP method.
+        path: the URL path, without the query string.
+        route: the route name it matched (``"execute"``, ``"users.get"``...), as
+            :meth:`FakeAlloy.script <alloy_async.testing.FakeAlloy.script>` takes it.
+        query: the query string's parameters (the last value of a repeated one).
+        headers: the headers as received, ``authorization`` reading ``[REDACTED]``.
+        json: the decoded JSON body; None without a body (a body that is not JSON is
+            recorded as a placeholder object).
+        at: when it arrived, on the event loop's clock (0.0 outside a loop).
+    """
 
     method: str
     path: str
@@ -26,8 +38,13 @@ class RecordedRequest:
 
 @attrs.frozen
 class FaultRecord:
-    """A fault FakeAlloy injected: the route, the fault's name (``"429"``, ``"reset_after"``,
-    ``"slow"``...) and the decoded JSON body of the request it hit."""
+    """A fault FakeAlloy injected.
+
+    Attributes:
+        route: the route name of the request it hit (``"execute"``...).
+        fault: the fault's name (``"429"``, ``"reset_after"``, ``"slow"``...).
+        json: the decoded JSON body of the request it hit, or None.
+    """
 
     route: str
     fault: str
@@ -36,7 +53,19 @@ class FaultRecord:
 
 @attrs.frozen
 class ExecutionRecord:
-    """An action execution FakeAlloy actually performed (a side effect happened)."""
+    """An action execution FakeAlloy actually performed (a side effect happened).
+
+    Attributes:
+        user_id: the user it ran for.
+        connector_id: the connector.
+        action_id: the action.
+        credential_id: the credential it ran with.
+        request_body: the body the third party got.
+        query_parameters: the third party's query parameters.
+        path_params: the action's path parameters.
+        at: when the server acted, on its own monotonic clock (its event loop's time), so
+            rates can be judged by the server's record.
+    """
 
     user_id: str
     connector_id: str
@@ -45,6 +74,4 @@ class ExecutionRecord:
     request_body: Any
     query_parameters: Any
     path_params: Any
-    #: When the server acted, on its own monotonic clock (its event loop's time), so rates
-    #: can be judged by the server's record.
     at: float = 0.0

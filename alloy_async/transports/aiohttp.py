@@ -39,7 +39,8 @@ from ._network import (
 
 __all__ = ["AiohttpTransport"]
 
-#: Default cap on one response body: big enough for any Alloy answer, small enough to be safe.
+#: Default cap on one response body (bytes), big enough for any Alloy answer and small
+#: enough to be safe.
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 #: Default seconds an idle pooled connection is kept. It must be shorter than the idle timeout
@@ -246,14 +247,16 @@ class AiohttpTransport:
         session: a caller-owned session to use instead; it is not closed by :meth:`aclose`,
             and its own settings apply: none of the options above (nor ``keepalive_timeout``
             or ``connector_kwargs``) may be given with it.
-        max_response_bytes: larger answers raise :class:`ResponseTooLargeError`.
+        max_response_bytes: larger answers raise :class:`~alloy_async.ResponseTooLargeError`.
         keepalive_timeout: seconds an idle pooled connection is kept; keep it below the
-            server's own idle timeout (see :data:`DEFAULT_KEEPALIVE_TIMEOUT`).
+            server's own idle timeout (see
+            :data:`~alloy_async.transports.aiohttp.DEFAULT_KEEPALIVE_TIMEOUT`).
         connector_kwargs: extra keyword arguments for :class:`aiohttp.TCPConnector`
             (``local_addr``, ``resolver``, ...).
 
     The session is created on first use, inside the running event loop, and bound to it: use
-    from another loop raises :class:`ConfigurationError` instead of "Event loop is closed".
+    from another loop raises :class:`~alloy_async.ConfigurationError` instead of "Event loop
+    is closed".
 
     Raises:
         ConfigurationError: a bad value, naming the option (a proxy URL is never quoted).
