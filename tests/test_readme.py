@@ -31,12 +31,14 @@ def test_readme_gives_the_exact_commands() -> None:
     for command in (
         "bash .ci/install && .venv/bin/alloy-async demo",
         ".venv/bin/python -m pytest",
-        ".venv/bin/python -m sphinx -nW --keep-going -b html docs docs/_build/html",
+        ".venv/bin/python -m sphinx -E -nW --keep-going -b html docs docs/_build/html",
         "python -m http.server -d docs/_build/html",
     ):
         assert command in lines, command
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert "\n.venv/bin/python -m pytest\n" in ci
+    # CI builds the docs with README's command, so a reader's build fails where CI's does.
+    assert "\n.venv/bin/python -m sphinx -E -nW --keep-going -b html docs docs/_build/html\n" in ci
 
 
 def github_slug(heading: str) -> str:
