@@ -273,12 +273,39 @@ class Requester:
                 operation or f"alloy.{request.method} {request.path}", request
             )
             observer.call_started(info)
+        # The clock is read only when a deadline, debug logging or an observer needs it.
+        debug = logger.isEnabledFor(logging.DEBUG)
+        timed = deadline_at is not None or info is not None or debug
+        loop = asyncio.get_running_loop() if timed else None
+        transport = shared.transport
         try:
             while True:
-                outcome = await self._attempt(call)
-                if isinstance(outcome, Response) and outcome.status < 300:
-                    response = outcome
-                    break
+                # One attempt: the request hook (it may raise: not sent), the send within the
+                # deadline, the report. Written out here, not in a method: every frame
+                # between the caller and the transport is resumed at each of the request's
+                # waits, and one more cost ~0.5 % of P1 and P2 (benchmarks/RESULTS.md).
+                call.stats.attempts += 1
+                sending = request
+                if info is not None and observer is not None:
+                    info.attempt = call.stats.attempts
+                    sending = await self._hook(call, observer.before_send(info, request))
+                started = loop.time() if loop is not None else 0.0
+                outcome: Response | AlloyError
+                try:
+                    if deadline_at is None:
+                        outcome = await transport.send(sending)
+                    else:
+                        outcome = await self._send_within(call, sending, deadline_at - started)
+                except APIConnectionError as exc:  # APITimeoutError, OutcomeUnknownError too
+                    outcome = exc
+                call.elapsed = loop.time() - started if loop is not None else 0.0
+                self._attempted(call, sending, outcome, debug)
+                if isinstance(outcome, Response):
+                    if info is not None and observer is not None:
+                        await self._hook(call, observer.answered(info, outcome, call.elapsed))
+                    if outcome.status < 300:
+                        response = outcome
+                        break
                 decision = self._decide(call, outcome)
                 if isinstance(decision, Response):  # a DELETE found already done
                     response = decision
@@ -297,39 +324,17 @@ class Requester:
             observer.call_ended(info, None)
         return response
 
-    async def _attempt(self, call: _Call) -> Response | AlloyError:
-        """One attempt: the request hook, the send (within the deadline), then the answer's
-        hook or the failure's report. Returns the answer, or the error of an attempt that got
-        none: returned, not raised, for the policy to decide what follows."""
-        call.stats.attempts += 1
-        request = call.request
-        info, observer = call.info, self.observer
-        if info is not None and observer is not None:
-            info.attempt = call.stats.attempts
-            # a hook may raise: not sent
-            request = await self._hook(call, observer.before_send(info, request))
-        # The clock is read only when a deadline, debug logging or an observer needs it.
-        debug = logger.isEnabledFor(logging.DEBUG)
-        timed = call.deadline_at is not None or info is not None or debug
-        loop = asyncio.get_running_loop() if timed else None
-        started = loop.time() if loop is not None else 0.0
-        outcome: Response | AlloyError
-        try:
-            if call.deadline_at is None:
-                outcome = await self._shared.transport.send(request)
-            else:
-                outcome = await self._send_within(call, request, call.deadline_at - started)
-        except APIConnectionError as exc:  # APITimeoutError and OutcomeUnknownError too
-            outcome = exc
-        call.elapsed = loop.time() - started if loop is not None else 0.0
+    def _attempted(
+        self, call: _Call, request: Request, outcome: Response | AlloyError, debug: bool
+    ) -> None:
+        """Note what one attempt got: the status the server answered (0: none, before any
+        hook runs), a failure for the observer, the answer in the debug log."""
         if not isinstance(outcome, Response):
             call.last_status = 0
-            if info is not None and observer is not None:
-                observer.attempt_failed(info, outcome, call.elapsed)
-            return outcome
-        call.last_status = outcome.status  # before any hook: what the server did
-        if info is not None and observer is not None:
-            await self._hook(call, observer.answered(info, outcome, call.elapsed))
+            if call.info is not None and self.observer is not None:
+                self.observer.attempt_failed(call.info, outcome, call.elapsed)
+            return
+        call.last_status = outcome.status
         if debug:
             logger.debug(
                 "%s %s -> %d in %.1f ms (attempt %d)%s",
@@ -343,7 +348,6 @@ class Requester:
                     outcome.request_id, call.stats.attempts, outcome.status, call.elapsed
                 ),
             )
-        return outcome
 
     def _decide(self, call: _Call, outcome: Response | AlloyError) -> Decision:
         """``retry.decide`` after an attempt that did not succeed, and what the SDK does beside
