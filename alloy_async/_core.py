@@ -283,7 +283,7 @@ class Requester:
                 # One attempt: the request hook (it may raise: not sent), the send within the
                 # deadline, the report. Written out here, not in a method: every frame
                 # between the caller and the transport is resumed at each of the request's
-                # waits, and one more cost ~0.5 % of P1 and P2 (benchmarks/RESULTS.md).
+                # waits (~0.5 % of P1's client instructions: RESULTS.md, issue 23).
                 call.stats.attempts += 1
                 sending = request
                 if info is not None and observer is not None:

@@ -217,7 +217,7 @@ class JobLife:
             return
         # SENDING, here rather than in a method of its own: every frame between the worker and
         # the transport is resumed at each of the request's waits (~4 over HTTP), and this
-        # one cost ~0.6 % of P2 (benchmarks/RESULTS.md, issue 23).
+        # one cost ~0.5 % of P2's client instructions (benchmarks/RESULTS.md, issue 23).
         slot.stage = Stage.SENDING
         loop = asyncio.get_running_loop()
         started = loop.time()
