@@ -108,6 +108,42 @@ async def test_a_stalled_execute_is_never_retried(
     assert srv.hits == 1
 
 
+async def test_execute_many_gives_each_jobs_call_its_timeout(
+    server: tuple[Server, str],
+) -> None:
+    """``execute_many(timeout=)`` bounds each job's call as ``execute``'s does: the stalled
+    jobs end "maybe acted" within it, each sent once.
+
+    Catches: ``timeout=`` not handed to the jobs' requests (the run waits until STUCK), or
+    a timed-out job re-sent (the server would count more than 3)."""
+    srv, base = server
+    jobs = [
+        {"connectorId": "slack", "actionId": "send", "credentialId": "c", "userId": f"u{i}"}
+        for i in range(3)
+    ]
+    async with client(base, retry=RetryPolicy(max_retries=3, backoff_base=0.01)) as alloy:
+        run = alloy.actions.execute_many(jobs, timeout=Timeout(read=0.3))
+
+        async def collect() -> list[Any]:
+            async with run:
+                return [outcome async for outcome in run]
+
+        outcomes = await within(STUCK, "execute_many with a timeout", collect())
+    assert len(outcomes) == 3
+    for outcome in outcomes:
+        assert isinstance(outcome.error, (APITimeoutError, OutcomeUnknownError))
+        assert not isinstance(outcome.error, APITimeoutError) or outcome.error.sent is True
+    assert srv.hits == 3
+
+
+async def test_execute_many_refuses_a_bad_timeout_naming_it() -> None:
+    """Catches: a bad ``timeout=`` accepted by execute_many and failing every job instead."""
+    async with AlloyClient(api_key="k", base_url="http://127.0.0.1:9") as alloy:
+        with pytest.raises(InvalidRequestError) as info:
+            alloy.actions.execute_many([], timeout=0)
+    assert info.value.field == "timeout"
+
+
 @pytest.mark.parametrize("deadline", [None, 30.0])
 async def test_a_pool_wait_timeout_is_never_sent(
     server: tuple[Server, str], deadline: float | None
@@ -224,7 +260,7 @@ def _public_request_methods() -> list[tuple[str, Any]]:
     methods = []
     for service in (Users, Connectors, Credentials, Files, Actions):
         for name, fn in inspect.getmembers(service, inspect.isfunction):
-            if not name.startswith("_") and name != "execute_many":
+            if not name.startswith("_"):
                 methods.append((f"{service.__name__}.{name}", fn))
     return methods
 

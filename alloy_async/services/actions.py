@@ -8,10 +8,9 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mappin
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._checks import check_number
-from .._convert import execution_result, structure, unwrap
+from .._convert import structure, unwrap
 from .._core import CallStats
-from .._http import Request, Response, Timeout
-from .._wire import decode_json
+from .._http import Request, Timeout, check_timeout
 from ..errors import InvalidRequestError, InvalidResponseError
 from ..limiters import RateLimiter
 from ..models.actions import Action, CatalogAction, ExecutionResult
@@ -19,7 +18,7 @@ from ..pagination import DEFAULT_MAX_PAGES, AsyncPaginator
 from ..validation import Problem, jsonschema_module
 from ._base import Service, check_id, check_mapping, extras
 from ._catalog import catalog, catalog_slug
-from ._execute import execute_body, execute_route
+from ._execute import EXECUTE_OPERATION, execute_body, execute_result, execute_route
 from ._hatches import checked_extras
 from ._preflight import Preflight, SchemaCache, Validate, check_validate
 
@@ -41,19 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["Actions", "catalog_slug"]
 
 T = TypeVar("T")
-
-
-#: The operation observers see for an execute call (``execute`` and each bulk job: the
-#: pipeline's scope is the connector, so its 429s cool it).
-_EXECUTE = "alloy.actions.execute"
-
-
-def _result(request: Request, response: Response) -> ExecutionResult:
-    """An execute call's result from its answer (one await less than a shared coroutine:
-    this is the bulk hot path)."""
-    return execution_result(
-        decode_json(response, request), status_code=response.status, request_id=response.request_id
-    )
 
 
 class Actions(Service):
@@ -196,9 +182,9 @@ class Actions(Service):
                 path_params,
             )
         response = await self._requester.send(
-            request, scope=f"execute:{connector_id}", stats=stats, operation=_EXECUTE
+            request, scope=f"execute:{connector_id}", stats=stats, operation=EXECUTE_OPERATION
         )
-        return _result(request, response)
+        return execute_result(request, response)
 
     def _execute_request(
         self,
@@ -371,6 +357,7 @@ class Actions(Service):
         coordinator: Coordinator | None = None,
         on_credential_error: OnCredentialError | None = None,
         on_outcome: Callable[[JobOutcome], Awaitable[None] | None] | None = None,
+        timeout: float | Timeout | None = None,
     ) -> BulkRun:
         """Execute many jobs (one action for many users) under caps, fairly; stream outcomes.
 
@@ -447,16 +434,20 @@ class Actions(Service):
                 outcome-unknown, never sends it again). A plain ``async for`` gives the same
                 order for what its body does before asking for the next outcome, but a write
                 left in a buffer then is not durable.
+            timeout: each job's call, as :meth:`execute`'s ``timeout=``: seconds per attempt,
+                or a :class:`~alloy_async.Timeout`; also each schema fetch of ``validate``.
+                None: the client's. (The run's own limit is ``deadline``.)
         """
         from ..engine import InProcessCoordinator, check_caps, execute_many
 
+        timeout = check_timeout(timeout)  # refused now, naming it: not once per job
         check_caps(concurrency, per_user, per_connector)
         rate = _with_burst(rate, burst, coordinator)
         mode = check_validate(validate)
         preflight = None
         if mode is not False:
             jsonschema_module()  # missing: one clear error now, not one per job
-            preflight = functools.partial(self._preflight().check_job, mode)
+            preflight = functools.partial(self._preflight(timeout).check_job, mode)
 
         # A closed client, or one bound to another loop, refuses the run at once instead of
         # failing every job with the same ConfigurationError.
@@ -479,7 +470,7 @@ class Actions(Service):
         else:
             wire = True  # a coordinator's cool-down hears every 429/503 the pipeline sees
         return execute_many(
-            self._execute_one(coordinator.cooldown if wire else None),
+            self._execute_one(coordinator.cooldown if wire else None, timeout),
             jobs,
             concurrency=concurrency,
             ordered=ordered,
@@ -499,9 +490,12 @@ class Actions(Service):
             **limits,
         )
 
-    def _execute_one(self, cooldown: CoolDown | None) -> ExecuteOne:
-        """``execute`` for one bulk job; with ``cooldown``, 429s seen inside the pipeline's own
-        retries cool the whole scope, not one task."""
+    def _execute_one(
+        self, cooldown: CoolDown | None, timeout: float | Timeout | None
+    ) -> ExecuteOne:
+        """``execute`` for one bulk job (each attempt within ``timeout``, None: the client's);
+        with ``cooldown``, 429s seen inside the pipeline's own retries cool the whole scope,
+        not one task."""
         runner = self
         if cooldown is not None:
             runner = Actions(self._requester.evolve(throttle_listener=cooldown.on_throttle))
@@ -517,11 +511,15 @@ class Actions(Service):
                 job.query_parameters,
                 job.path_params,
                 job.additional_headers,
+                timeout=timeout,
             )
             response = await runner._requester.send(
-                request, scope=f"execute:{job.connector_id}", stats=stats, operation=_EXECUTE
+                request,
+                scope=f"execute:{job.connector_id}",
+                stats=stats,
+                operation=EXECUTE_OPERATION,
             )
-            return _result(request, response)
+            return execute_result(request, response)
 
         return execute_one
 
