@@ -298,8 +298,9 @@ class Requester:
                         outcome = await self._send_within(call, sending, deadline_at - started)
                 except APIConnectionError as exc:  # APITimeoutError, OutcomeUnknownError too
                     outcome = exc
-                call.elapsed = loop.time() - started if loop is not None else 0.0
-                self._attempted(call, sending, outcome, debug)
+                if loop is not None:  # a deadline, debug logging or an observer follows it
+                    call.elapsed = loop.time() - started
+                    self._attempted(call, sending, outcome, debug)
                 if isinstance(outcome, Response):
                     if info is not None and observer is not None:
                         await self._hook(call, observer.answered(info, outcome, call.elapsed))
@@ -327,8 +328,9 @@ class Requester:
     def _attempted(
         self, call: _Call, request: Request, outcome: Response | AlloyError, debug: bool
     ) -> None:
-        """Note what one attempt got: the status the server answered (0: none, before any
-        hook runs), a failure for the observer, the answer in the debug log."""
+        """Note what one attempt got, when something follows the attempts (an observer, a
+        deadline, the debug log): the status the server answered (0: none, before any hook
+        runs), a failure for the observer, the answer in the debug log."""
         if not isinstance(outcome, Response):
             call.last_status = 0
             if call.info is not None and self.observer is not None:

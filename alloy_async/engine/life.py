@@ -59,7 +59,7 @@ from .coordinator import Coordinator, Verdict
 from .dispatch import Dispatch
 from .outcomes import Finished, OutcomeChannel, Tally, journal_state, raised_after_answer
 from .quarantine import Quarantine
-from .scheduler import Slot, Stage
+from .scheduler import DONE, INTENDED, PICKED, QUEUED, SENDING, Slot
 from .state import ExecuteOne, Flow, Settings
 from .tracing import RunTracing
 
@@ -201,7 +201,7 @@ class JobLife:
                 turn.leave()
             await self._unsent(slot, slot.preset)
             return
-        slot.stage = Stage.PICKED
+        slot.stage = PICKED
         obstacle: Obstacle | None = None
         if self._steps or self.quarantine.bad:
             try:
@@ -218,7 +218,7 @@ class JobLife:
         # SENDING, here rather than in a method of its own: every frame between the worker and
         # the transport is resumed at each of the request's waits (~4 over HTTP), and this
         # one cost ~0.5 % of P2's client instructions (benchmarks/RESULTS.md, issue 23).
-        slot.stage = Stage.SENDING
+        slot.stage = SENDING
         loop = asyncio.get_running_loop()
         started = loop.time()
         result: Any = None
@@ -273,10 +273,10 @@ class JobLife:
                 return _STOPPED
             journal = self._admission.journal if slot.key is not None else None
             if journal is not None:
-                slot.stage = Stage.INTENDED  # cancelled from here: the intent is taken back
+                slot.stage = INTENDED  # cancelled from here: the intent is taken back
                 found = await gate.claim(journal, slot.key)  # type: ignore[arg-type]
                 if found is not None:
-                    slot.stage = Stage.PICKED  # another run's record: nothing of ours
+                    slot.stage = PICKED  # another run's record: nothing of ours
                     return found
                 if self._stopping():  # stopped while the intent was committing
                     return _STOPPED
@@ -338,7 +338,7 @@ class JobLife:
 
     def _not_dispatched(self, slot: Slot) -> None:
         """Stopped or closed before its request: it never left (a rerun sends it)."""
-        intended = slot.stage is Stage.INTENDED
+        intended = slot.stage is INTENDED
         self._release(slot, None)
         self._tally.not_dispatched += 1
         if slot.key is not None:
@@ -350,7 +350,7 @@ class JobLife:
 
     async def _end_refused(self, slot: Slot, refused: BaseException) -> None:
         """Its credential is quarantined: it ends unsent (its intent taken back)."""
-        intended = slot.stage is Stage.INTENDED
+        intended = slot.stage is INTENDED
         self._release(slot, None)
         journal = self._admission.journal
         if intended and journal is not None:
@@ -362,7 +362,7 @@ class JobLife:
         """Another run has it: its key (a verdict), or a shared cap (a key)."""
         if isinstance(found, tuple):  # at its cap in other processes: try again later
             self._release(slot, None)
-            slot.stage = Stage.QUEUED
+            slot.stage = QUEUED
             self._flow.buffered += 1
             self._d.hold(found, slot)
             return
@@ -409,14 +409,14 @@ class JobLife:
     def _release(self, slot: Slot, success: bool | None) -> None:
         """Give ``slot``'s slots back (``success`` None: it was not sent). The one place it
         happens, once per pick: a job holds its slots from PICKED until here."""
-        assert Stage.PICKED <= slot.stage < Stage.DONE, slot.stage
-        slot.stage = Stage.DONE
+        assert PICKED <= slot.stage < DONE, slot.stage
+        slot.stage = DONE
         self._d.release(slot, success)
 
     def _requeue(self, slot: Slot, *, success: bool) -> None:
         """Back to the scheduler after a 429 (the server did not act: its intent goes)."""
         self._release(slot, success)
-        slot.stage = Stage.QUEUED
+        slot.stage = QUEUED
         journal = self._admission.journal
         if journal is not None and slot.key is not None:
             journal.forget(slot.key)

@@ -11,6 +11,7 @@ from .._checks import check_number
 from .._convert import structure, unwrap
 from .._core import CallStats
 from .._http import Request, Timeout, check_timeout
+from .._wire import build_request
 from ..errors import InvalidRequestError, InvalidResponseError
 from ..limiters import RateLimiter
 from ..models.actions import Action, CatalogAction, ExecutionResult
@@ -209,7 +210,10 @@ class Actions(Service):
         if type(action_id) is not str or not action_id or action_id.isspace():
             check_id("action_id", action_id)
         requester = self._requester
-        return requester.build(
+        # The builder itself: ``requester.build`` only forwards to it (this is every bulk job's
+        # path).
+        return build_request(
+            requester,
             "POST",
             "",
             route=execute_route(requester.base_url, connector_id, action_id),
