@@ -1,15 +1,20 @@
-"""Shared pieces of the network tests (test_net_*.py): a clean proxy environment, throwaway
-certificates, and reading the sandbox's own record of executions."""
+"""Shared pieces of the network tests: a clean proxy environment, throwaway certificates,
+reading the sandbox's own record of executions, and a loopback aiohttp server for one handler."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ssl
 import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from alloy_async.sandbox import SandboxServer
 from alloy_async.testing.tls import TestCertificates, make_test_certificates
@@ -51,3 +56,20 @@ async def executions(
 def every_text(exc: BaseException) -> str:
     """str, repr and the formatted traceback of ``exc`` and its whole chain."""
     return "\n".join([str(exc), repr(exc), "".join(traceback.format_exception(exc))])
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]], release: asyncio.Event
+) -> AsyncIterator[str]:
+    """A server on 127.0.0.1 answering every method and path with ``handler``; yields its base
+    URL. ``release`` is set before it closes, so handlers still waiting on it end at once."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    test_server = TestServer(app, host="127.0.0.1")
+    await test_server.start_server()
+    try:
+        yield str(test_server.make_url("")).rstrip("/")
+    finally:
+        release.set()
+        await test_server.close()

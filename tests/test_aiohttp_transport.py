@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from net_helpers import serve
 
 from alloy_async import (
     AlloyClient,
@@ -47,15 +47,8 @@ class Server:
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[Server, str]]:
     srv = Server()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", srv.route)
-    test_server = TestServer(app, host="127.0.0.1")
-    await test_server.start_server()
-    try:
-        yield srv, str(test_server.make_url("")).rstrip("/")
-    finally:
-        srv.release.set()
-        await test_server.close()
+    async with serve(srv.route, srv.release) as base:
+        yield srv, base
 
 
 def make_client(base: str, **kwargs: object) -> AlloyClient:

@@ -22,8 +22,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.test_utils import TestServer
 from bounds import within
+from net_helpers import serve
 
 from alloy_async import (
     AlloyClient,
@@ -69,15 +69,8 @@ class Server:
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[Server, str]]:
     srv = Server()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", srv.handle)
-    test_server = TestServer(app, host="127.0.0.1")
-    await test_server.start_server()
-    try:
-        yield srv, str(test_server.make_url("")).rstrip("/")
-    finally:
-        srv.release.set()
-        await test_server.close()
+    async with serve(srv.handle, srv.release) as base:
+        yield srv, base
 
 
 async def execute(alloy: AlloyClient, call: str, stats: CallStats | None = None) -> ExecutionResult:

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from bounds import within
+from net_helpers import serve
 
 from alloy_async import (
     AlloyClient,
@@ -58,15 +58,8 @@ class Server:
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[Server, str]]:
     srv = Server()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", srv.handle)
-    test_server = TestServer(app, host="127.0.0.1")
-    await test_server.start_server()
-    try:
-        yield srv, str(test_server.make_url("")).rstrip("/")
-    finally:
-        srv.release.set()
-        await test_server.close()
+    async with serve(srv.handle, srv.release) as base:
+        yield srv, base
 
 
 def client(base: str, **kwargs: Any) -> AlloyClient:
