@@ -139,6 +139,10 @@ def test_transport_authors_find_everything_in_one_place() -> None:
     """Issue 11 item 8: what a transport author needs is importable from transports."""
     from alloy_async import transports
 
-    for name in ("Transport", "Request", "Response", "FakeTransport", "AiohttpTransport"):
+    for name in ("Transport", "Request", "Response", "Secret", "FakeTransport", "AiohttpTransport"):
         assert getattr(transports, name) is not None, name
     assert transports.Request is alloy_async.Request
+    # A request's ``auth`` is a Secret: a transport author reveals it from the public path.
+    request = alloy_async.AlloyClient(api_key="sk_x").actions._requester.build("GET", "/x")
+    assert isinstance(request.auth, transports.Secret)
+    assert request.auth.reveal() == "Bearer sk_x"

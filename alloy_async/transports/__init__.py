@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._http import Request, Response
+from .._http import Request, Response, Secret
 from .base import Transport
 from .fake import FakeTransport
 
 if TYPE_CHECKING:
     from .aiohttp import AiohttpTransport
 
-__all__ = ["AiohttpTransport", "FakeTransport", "Request", "Response", "Transport"]
+__all__ = ["AiohttpTransport", "FakeTransport", "Request", "Response", "Secret", "Transport"]
 
 
 def __getattr__(name: str) -> Any:
