@@ -1,6 +1,6 @@
 """P1's and P2's client cost in instructions per request, which other load does not change.
 
-``python -m benchmarks.bench_instructions [TREE ...]``
+``python -m benchmarks.bench_instructions [--no-gc] [TREE ...]``
 
 On a shared machine wall-clock A/Bs cannot resolve a few per cent (see RESULTS.md, issue 23), so
 this counts what the client executes: each client runs under ``valgrind --tool=cachegrind
@@ -8,6 +8,10 @@ this counts what the client executes: each client runs under ``valgrind --tool=c
 light server in its own process (not counted); per request = the difference / 2,500, so
 start-up and imports cancel out. P1: 64 tasks calling ``alloy.actions.execute``; P2:
 ``execute_many(concurrency=256)``; both over AlloyClient's default aiohttp transport.
+
+``--no-gc`` turns the cyclic garbage collector off in the clients: what a collection costs
+depends on when it lands (how many objects are alive then), which moves P2 by up to +-1 %
+from run to run; without it the figure is what the code itself executes, steady to 0.1 %.
 
 Each ``TREE`` (default: this checkout) is a checkout of the repository, e.g. a ``git worktree``
 of an older commit: its ``alloy_async`` comes first on ``PYTHONPATH``, and every tree runs in
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import re
 import subprocess
@@ -66,8 +71,10 @@ async def client(variant: str, n: int, url: str, api_key: str, user: str, cred: 
         assert ok == n, bulk.report.summary()
 
 
-def instructions(tree: Path, variant: str, n: int, server: list[str]) -> int:
-    """The client's instruction count for one run."""
+def instructions(
+    tree: Path, variant: str, n: int, server: list[str], *, gc_off: bool = False
+) -> int:
+    """The client's instruction count for one run (``gc_off``: the collector disabled)."""
     env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
     done = subprocess.run(
         [
@@ -78,6 +85,7 @@ def instructions(tree: Path, variant: str, n: int, server: list[str]) -> int:
             sys.executable,
             # As a script: an older tree's benchmarks/ may not have this module.
             str(Path(__file__).resolve()),
+            *(["--no-gc"] if gc_off else []),
             "--client",
             variant,
             str(n),
@@ -97,9 +105,12 @@ def instructions(tree: Path, variant: str, n: int, server: list[str]) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_instructions")
     parser.add_argument("trees", nargs="*", type=Path, default=[Path.cwd()])
+    parser.add_argument("--no-gc", action="store_true", help="the collector off in the clients")
     parser.add_argument("--client", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
+        if args.no_gc:
+            gc.disable()
         variant, n, url, key, user, cred = args.client
         asyncio.run(client(variant, int(n), url, key, user, cred))
         return
@@ -110,9 +121,15 @@ def main() -> None:
         for tree in args.trees:
             per = {}
             for variant in ("pool", "many"):
-                small, large = (instructions(tree, variant, n, server) for n in SIZES)
+                small, large = (
+                    instructions(tree, variant, n, server, gc_off=args.no_gc) for n in SIZES
+                )
                 per[variant] = (large - small) // (SIZES[1] - SIZES[0])
-            print(f"{tree}: P1 {per['pool']:,} instr/request, P2 {per['many']:,} instr/request")
+            gc_note = " (collector off)" if args.no_gc else ""
+            print(
+                f"{tree}: P1 {per['pool']:,} instr/request, P2 {per['many']:,} instr/request"
+                + gc_note
+            )
 
 
 if __name__ == "__main__":
