@@ -250,6 +250,8 @@ REFUSALS: dict[str, tuple[list[str], str]] = {
     "concurrency 0": (["--concurrency", "0"], "--concurrency"),
     "rate 0": (["--rate", "0"], "--rate"),
     "negative rate": (["--rate", "-1"], "--rate"),
+    "burst 0": (["--rate", "5", "--burst", "0"], "--burst"),
+    "burst without rate": (["--burst", "5"], "--burst"),
     "per-user 0": (["--per-user", "0"], "--per-user"),
     "per-connector 0": (["--per-connector", "0"], "--per-connector"),
     "negative grace": (["--grace", "-1"], "--grace"),

@@ -152,3 +152,75 @@ async def test_a_burst_that_would_not_apply_is_refused_naming_it(given: dict[str
             alloy.actions.execute_many(_jobs(fake, 1), burst=3, **given)
     assert info.value.field == "burst"
     assert fake.executions == []
+
+
+class _Configurable:
+    """A coordinator that builds its run from ``execute_many``'s limits, as RedisCoordinator
+    does (in process here: what it is given is what is checked)."""
+
+    cooldown = None  # what the service wires before ``configure`` (RedisCoordinator's is shared)
+
+    def __init__(self, *, takes_burst: bool) -> None:
+        self.given: list[dict[str, Any]] = []
+        if not takes_burst:  # one written before ``burst`` existed
+            self.configure = self._configure_without_burst  # type: ignore[method-assign]
+
+    def configure(
+        self,
+        *,
+        concurrency: int,
+        per_user: int | None,
+        per_connector: int | None,
+        rate: float | None,
+        burst: int | None = None,
+    ) -> InProcessCoordinator:
+        self.given.append({"rate": rate, "burst": burst})
+        return InProcessCoordinator.build(concurrency=concurrency, rate=rate, burst=burst)
+
+    def _configure_without_burst(
+        self,
+        *,
+        concurrency: int,
+        per_user: int | None,
+        per_connector: int | None,
+        rate: float | None,
+    ) -> InProcessCoordinator:
+        self.given.append({"rate": rate})
+        return InProcessCoordinator.build(concurrency=concurrency, rate=rate)
+
+
+@pytest.mark.virtual_time
+async def test_a_configurable_coordinator_is_given_the_burst() -> None:
+    """``burst=`` with a coordinator that builds its run from the limits (RedisCoordinator):
+    handed to ``configure``, and the run goes in bursts of that size (server's clock).
+    Catches: burst refused with every coordinator (as before), or dropped on the way to
+    ``configure`` (the budget's default burst at 10/s is 1)."""
+    fake = FakeAlloy()
+    coordinator = _Configurable(takes_burst=True)
+    async with fake.client() as alloy:
+        run = alloy.actions.execute_many(
+            _jobs(fake, 10), concurrency=10, rate=10, burst=5, coordinator=coordinator
+        )
+        outcomes = await _collect(run)
+    assert coordinator.given == [{"rate": 10.0, "burst": 5}]
+    assert len(outcomes) == 10 and all(o.ok for o in outcomes)
+    times = sorted(e.at for e in fake.executions)
+    assert sum(1 for t in times if t - times[0] < 0.01) == 5
+    assert max(sum(1 for u in times if t <= u < t + 0.5 - 1e-6) for t in times) == 5
+
+
+async def test_a_coordinator_whose_configure_takes_no_burst_refuses_it_naming_it() -> None:
+    """Catches: ``burst`` passed to a ``configure`` written before it existed (a TypeError
+    from inside the SDK), or dropped there without a word. Without ``burst`` it still runs."""
+    fake = FakeAlloy()
+    coordinator = _Configurable(takes_burst=False)
+    async with fake.client() as alloy:
+        with pytest.raises(InvalidRequestError) as info:
+            alloy.actions.execute_many(_jobs(fake, 1), rate=10, burst=3, coordinator=coordinator)
+        assert info.value.field == "burst" and "configure" in str(info.value)
+        assert fake.executions == [] and coordinator.given == []
+        outcomes = await _collect(
+            alloy.actions.execute_many(_jobs(fake, 1), rate=10, coordinator=coordinator)
+        )
+    assert [o.ok for o in outcomes] == [True]
+    assert coordinator.given == [{"rate": 10.0}]

@@ -122,6 +122,53 @@ async def test_runs_on_one_coordinator_share_its_rate(redis_server: RedisServer,
     assert span >= least, f"{len(times)} executions in {span:.2f} s, at least {least:.2f} s"
 
 
+async def test_runs_on_one_coordinator_share_its_burst(redis_server: RedisServer) -> None:
+    """``rate=4, burst=8`` on a RedisCoordinator, two runs of 5 jobs: 8 calls at once, the
+    other 2 only when the 2 s window (``burst / rate``) has passed, by the server's clock.
+    Catches: ``burst=`` refused with a coordinator (as before), dropped on the way to its
+    budget (the default burst at 4/s is 1: 4 or 5 calls in the first second), or a budget per
+    run (10 at once)."""
+    fake = FakeAlloy(latency=0.005)
+    _, executions = await _runs_on_one_coordinator(
+        redis_server, fake, 2, 5, rate=4.0, burst=8, per_user=32
+    )
+    times = sorted(e["at"] for e in executions)
+    assert len(times) == 10
+    first_second = [t for t in times if t - times[0] < 1.0]
+    assert len(first_second) == 8, times
+    assert times[8] - times[0] >= 1.5, times  # the window is 2 s (a little jitter allowed)
+
+
+async def test_a_workers_chunk_takes_the_burst_its_driver_sends(redis_server: RedisServer) -> None:
+    """The limits ``bulk --redis`` sends with each chunk carry ``--burst``; the worker's
+    runner hands it to the namespace's budget: ``rate=4, burst=8``, 10 jobs, 8 at once and
+    the rest after the 2 s window (FakeAlloy's clock). Catches: the runner dropping ``burst``
+    from the chunk's limits (1 at once at 4/s), or ``run_chunk`` not passing it on."""
+    from alloy_async.distributed._runner import ChunkRunner
+
+    fake = FakeAlloy(latency=0.005)
+    jobs = [
+        {
+            "connectorId": "slack",
+            "actionId": "chat_postMessage",
+            "credentialId": credential,
+            "userId": user,
+            "key": f"chunk-{i}",
+            "requestBody": {"channel": "C", "text": str(i)},
+        }
+        for i, (user, credential) in enumerate(_users(fake, 10))
+    ]
+    runner = ChunkRunner(redis_server.url, fake.client, concurrency=16)
+    try:
+        rows = await runner.run("chunks", jobs, {"rate": 4, "burst": 8})
+    finally:
+        await runner.aclose()
+    assert [row["ok"] for row in rows] == [True] * 10, rows
+    times = sorted(e.at for e in fake.executions)
+    assert len([t for t in times if t - times[0] < 1.0]) == 8, times
+    assert times[8] - times[0] >= 1.5, times
+
+
 # -- the same, step by step: no timing involved ------------------------------------------------
 
 

@@ -59,6 +59,7 @@ class BulkOptions:
     checkpoint: str | None
     grace: float
     ordered: bool
+    burst: int | None = None
     validate: bool = False
     dry_run: bool = False
 
@@ -72,6 +73,10 @@ def check_numbers(o: BulkOptions) -> None:
             _usage(f"{name} must be at least 1, got {value}")
     if o.rate is not None and not (o.rate > 0 and math.isfinite(o.rate)):
         _usage(f"--rate must be a number of requests per second above 0, got {o.rate:g}")
+    if o.burst is not None and o.burst < 1:
+        _usage(f"--burst must be at least 1, got {o.burst}")
+    if o.burst is not None and o.rate is None:
+        _usage("--burst goes with --rate (requests per second)")
     if not (o.grace >= 0 and math.isfinite(o.grace)):
         _usage(f"--grace must be a number of seconds, 0 or more, got {o.grace:g}")
 

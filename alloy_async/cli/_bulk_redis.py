@@ -291,6 +291,7 @@ class _Driver:
 
         limits = {
             "rate": self.opts.rate,
+            "burst": self.opts.burst,
             "per_user": self.opts.per_user,
             "per_connector": self.opts.per_connector,
             "concurrency": self.where.per_worker,

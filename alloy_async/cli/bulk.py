@@ -58,6 +58,13 @@ ClientFactory = Callable[..., AbstractAsyncContextManager[AlloyClient]]
 )
 @click.option("--rate", type=float, default=None, help="Requests per second (> 0).")
 @click.option(
+    "--burst",
+    type=int,
+    default=None,
+    help="With --rate: at most this many requests in any burst/rate seconds (>= 1; default a "
+    "tenth of a second's worth).",
+)
+@click.option(
     "--checkpoint",
     type=click.Path(),
     default=None,
@@ -272,6 +279,7 @@ async def _execute(
             per_user=opts.per_user,
             per_connector=opts.per_connector,
             rate=opts.rate,
+            burst=opts.burst,
             ordered=opts.ordered,
             checkpoint=opts.checkpoint,
             on_skip=on_skip,

@@ -84,6 +84,7 @@ class ChunkRunner:
         options = {
             "concurrency": cap,
             "rate": _number(limits, "rate", float),
+            "burst": _number(limits, "burst", int),
             "per_user": _number(limits, "per_user", int),
             "per_connector": _number(limits, "per_connector", int),
         }

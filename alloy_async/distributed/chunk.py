@@ -44,6 +44,7 @@ async def run_chunk(
     rate: float | None = None,
     per_user: int | None = None,
     per_connector: int | None = None,
+    burst: int | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``jobs`` (mappings, as ``execute_many`` takes them; an optional ``"_line"`` entry
     is the input line number, copied into the row) and return one row per job, in order.
@@ -60,6 +61,7 @@ async def run_chunk(
     options = {
         "concurrency": max(1, min(concurrency, len(plain) or 1)),
         "rate": rate,
+        "burst": burst,
         "per_user": per_user,
         "per_connector": per_connector,
     }

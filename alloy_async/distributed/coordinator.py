@@ -181,9 +181,11 @@ class RedisCoordinator:
         per_user: int | None,
         per_connector: int | None,
         rate: float | None,
+        burst: int | None = None,
     ) -> RedisRun:
-        """One run's coordinator: ``per_user``, ``per_connector`` and ``rate`` are shared by
-        every process on the namespace (they should all pass the same numbers)."""
+        """One run's coordinator: ``per_user``, ``per_connector``, ``rate`` and its ``burst``
+        (None: a tenth of a second's worth) are shared by every process on the namespace (they
+        should all pass the same numbers)."""
         if self._closed:
             raise CoordinatorError("the RedisCoordinator is closed")
         caps = {k: v for k, v in {"user": per_user, "connector": per_connector}.items() if v}
@@ -195,7 +197,11 @@ class RedisCoordinator:
             lease_ttl=self.lease_ttl,
             leases=self._leases,
         )
-        budget = None if rate is None else RedisRate(self._shared, self._prefix + "rate", rate)
+        budget = (
+            None
+            if rate is None
+            else RedisRate(self._shared, self._prefix + "rate", rate, burst=burst)
+        )
         journal = RedisJournal(
             self._shared,
             self._prefix,

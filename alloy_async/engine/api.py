@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Awaitable, Callable
 
@@ -17,7 +18,7 @@ from .scheduler import SCHEDULES, Schedule
 from .state import ExecuteOne, Jobs, Settings
 from .tracing import BulkObserver
 
-__all__ = ["check_caps", "check_schedule", "execute_many"]
+__all__ = ["check_burst", "check_caps", "check_schedule", "execute_many"]
 
 _MIN_LOOKAHEAD = 10_000
 
@@ -28,6 +29,21 @@ def check_caps(concurrency: object, per_user: object, per_connector: object) -> 
     check_number("concurrency", concurrency, low=1, integer=True)
     check_number("per_user", per_user, low=1, integer=True, optional=True)
     check_number("per_connector", per_connector, low=1, integer=True, optional=True)
+
+
+def check_burst(rate: object, burst: object) -> None:
+    """Refuse a ``burst`` that is not an integer >= 1, or that goes with no numeric ``rate``
+    (none, or a rate budget of your own, which has its own burst), naming ``burst``."""
+    if burst is None:
+        return
+    check_number("burst", burst, low=1, integer=True)
+    if rate is None:
+        raise InvalidRequestError("burst needs rate= (calls per second)", field="burst")
+    if not isinstance(rate, (int, float)):
+        raise InvalidRequestError(
+            "burst goes with a numeric rate; a rate budget of your own sets its own burst",
+            field="burst",
+        )
 
 
 def check_schedule(schedule: object) -> None:
@@ -51,6 +67,7 @@ def execute_many(
     per_user: int | None = None,
     per_connector: int | None = None,
     rate: float | RateBudget | None = None,
+    burst: int | None = None,
     ordered: bool = False,
     deadline: float | None = None,
     stop_when: Callable[[BulkReport], bool] | None = None,
@@ -81,6 +98,7 @@ def execute_many(
             each job get a span.
     """
     check_caps(concurrency, per_user, per_connector)
+    check_burst(rate, burst)
     check_schedule(schedule)
     check_number("deadline", deadline, low=0, strict=True, optional=True)
     if coordinator is None:
@@ -89,6 +107,7 @@ def execute_many(
             per_user=per_user,
             per_connector=per_connector,
             rate=rate,
+            burst=burst,
             adaptive=adaptive,
             checkpoint=checkpoint,
         )
@@ -104,17 +123,25 @@ def execute_many(
                 field="rate",
             )
         check_number("rate", rate, low=0.0, strict=True, optional=True)
+        if burst is not None and not _takes_burst(coordinator.configure):
+            raise InvalidRequestError(
+                f"burst: {type(coordinator).__name__}.configure() takes no burst (its rate "
+                "budget sets its own)",
+                field="burst",
+            )
         coordinator = coordinator.configure(
             concurrency=concurrency,
             per_user=per_user,
             per_connector=per_connector,
             rate=None if rate is None else float(rate),
+            **({} if burst is None else {"burst": burst}),
         )
     else:
         given: dict[str, object] = {
             "per_user": per_user,
             "per_connector": per_connector,
             "rate": rate,
+            "burst": burst,
             "checkpoint": checkpoint,
         }
         clash = sorted(name for name, value in given.items() if value is not None)
@@ -140,3 +167,11 @@ def execute_many(
         observer=next((o for o in members(observer) if isinstance(o, BulkObserver)), None),
     )
     return BulkRun(execute_one, jobs, settings, coordinator)
+
+
+
+def _takes_burst(configure: Callable[..., Coordinator]) -> bool:
+    """Whether a coordinator's ``configure`` takes ``burst`` (one written before it existed
+    does not)."""
+    parameters = inspect.signature(configure).parameters.values()
+    return any(p.name == "burst" or p.kind is p.VAR_KEYWORD for p in parameters)

@@ -171,7 +171,8 @@ class Configurable(Protocol):
 
     ``execute_many(jobs, rate=120, per_user=2, coordinator=c)`` calls
     ``c.configure(concurrency=..., per_user=..., per_connector=..., rate=...)`` and runs
-    with what it returns (a coordinator without this method refuses those arguments).
+    with what it returns (a coordinator without this method refuses those arguments). With
+    ``burst=``, ``burst`` is passed too: a ``configure`` without that keyword refuses it.
     """
 
     def configure(
@@ -181,8 +182,10 @@ class Configurable(Protocol):
         per_user: int | None,
         per_connector: int | None,
         rate: float | None,
+        burst: int | None = None,
     ) -> Coordinator:
-        """The coordinator of one run with these limits."""
+        """The coordinator of one run with these limits (``burst``: the rate's, None for the
+        budget's default)."""
 
 
 @runtime_checkable
@@ -237,11 +240,13 @@ class InProcessCoordinator:
         rate: float | RateBudget | None = None,
         adaptive: CoolDown | bool = True,
         checkpoint: str | os.PathLike[str] | Journal | None = None,
+        burst: int | None = None,
     ) -> InProcessCoordinator:
-        """The limits ``execute_many`` documents, from its arguments."""
+        """The limits ``execute_many`` documents, from its arguments (``burst`` goes with a
+        numeric ``rate``)."""
         caps = {"user": per_user, "connector": per_connector}
         slots = ConcurrencyLimiter(concurrency, per_key={k: v for k, v in caps.items() if v})
-        budget = RateLimiter(rate) if isinstance(rate, (int, float)) else rate
+        budget = RateLimiter(rate, burst=burst) if isinstance(rate, (int, float)) else rate
         cooldown = AdaptiveLimiter(concurrency) if adaptive is True else (adaptive or None)
         journal = (
             None

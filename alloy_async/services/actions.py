@@ -7,13 +7,11 @@ import functools
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._checks import check_number
 from .._convert import structure, unwrap
 from .._core import CallStats
 from .._http import Request, Timeout, check_timeout
 from .._wire import build_request
 from ..errors import InvalidRequestError, InvalidResponseError
-from ..limiters import RateLimiter
 from ..models.actions import Action, CatalogAction, ExecutionResult
 from ..pagination import DEFAULT_MAX_PAGES, AsyncPaginator
 from ..validation import Problem, jsonschema_module
@@ -379,10 +377,12 @@ class Actions(Service):
             rate: calls per second: a number, or a rate budget of your own (a
                 :class:`~alloy_async.engine.RateBudget`, e.g. one shared by several runs).
             burst: goes with a numeric ``rate``: at most ``burst`` calls in any
-                ``burst / rate`` seconds (default: a tenth of a second's worth, at least 1).
-                A rate budget of your own, or a ``coordinator=``, sets its own burst:
-                ``burst=`` is then refused (:class:`~alloy_async.InvalidRequestError` naming
-                ``burst``), as is a burst without a rate.
+                ``burst / rate`` seconds (default: a tenth of a second's worth, at least 1);
+                with a ``RedisCoordinator``, for every run sharing its budget. A rate budget
+                of your own, or a coordinator that builds none from ``rate`` (one without
+                ``configure``), sets its own burst: ``burst=`` is then refused
+                (:class:`~alloy_async.InvalidRequestError` naming ``burst``), as is a burst
+                without a rate.
             ordered: yield outcomes in input order (a reorder window of ``lookahead`` jobs).
             deadline: seconds for the run; then nothing more is dispatched (in-flight calls
                 end under their own deadline) and the report says so.
@@ -442,11 +442,11 @@ class Actions(Service):
                 or a :class:`~alloy_async.Timeout`; also each schema fetch of ``validate``.
                 None: the client's. (The run's own limit is ``deadline``.)
         """
-        from ..engine import InProcessCoordinator, check_caps, execute_many
+        from ..engine import InProcessCoordinator, check_burst, check_caps, execute_many
 
         timeout = check_timeout(timeout)  # refused now, naming it: not once per job
         check_caps(concurrency, per_user, per_connector)
-        rate = _with_burst(rate, burst, coordinator)
+        check_burst(rate, burst)
         mode = check_validate(validate)
         preflight = None
         if mode is not False:
@@ -462,6 +462,7 @@ class Actions(Service):
             "per_user": per_user,
             "per_connector": per_connector,
             "rate": rate,
+            "burst": burst,
             "checkpoint": checkpoint,
         }
         if coordinator is None:
@@ -557,30 +558,6 @@ class Actions(Service):
             extra_query=extra_query,
             timeout=timeout,
         )
-
-
-def _with_burst(
-    rate: float | RateBudget | None, burst: int | None, coordinator: Coordinator | None
-) -> float | RateBudget | None:
-    """``rate`` as the engine takes it: with ``burst``, a rate limiter of both (refused,
-    naming ``burst``, where something else sets the burst or there is no rate)."""
-    if burst is None:
-        return rate
-    check_number("burst", burst, low=1, integer=True)
-    if coordinator is not None:
-        raise InvalidRequestError(
-            "burst cannot be given with coordinator=: the coordinator's rate budget sets its "
-            "own burst",
-            field="burst",
-        )
-    if rate is None:
-        raise InvalidRequestError("burst needs rate= (calls per second)", field="burst")
-    if not isinstance(rate, (int, float)):
-        raise InvalidRequestError(
-            "burst goes with a numeric rate; a rate budget of your own sets its own burst",
-            field="burst",
-        )
-    return RateLimiter(rate, burst=burst)
 
 
 async def _then(awaitable: Any, fn: Callable[[Any], Any]) -> Any:
