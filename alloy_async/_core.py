@@ -252,32 +252,13 @@ class Requester:
 
         ``operation`` names the SDK call for observers (``"alloy.actions.execute"``).
         """
-        shared = self._shared
-        if shared.closed or shared.loop is not asyncio.get_running_loop():
-            shared.check()  # raises, or binds the client to this loop (first call)
-        policy = self.retry
-        deadline_at = None
-        if policy.deadline is not None:
-            deadline_at = asyncio.get_running_loop().time() + policy.deadline
-        call = _Call(
-            request,
-            (request.method in IDEMPOTENT_METHODS) if idempotent is None else idempotent,
-            policy,
-            deadline_at,
-            scope or request.path,
-            CallStats() if stats is None else stats,
-        )
-        observer, info = self.observer, None
-        if observer is not None:
-            call.info = info = CallInfo(
-                operation or f"alloy.{request.method} {request.path}", request
-            )
-            observer.call_started(info)
+        call = self._begin(request, idempotent, scope, stats, operation)
+        observer, info, deadline_at = self.observer, call.info, call.deadline_at
         # The clock is read only when a deadline, debug logging or an observer needs it.
         debug = logger.isEnabledFor(logging.DEBUG)
         timed = deadline_at is not None or info is not None or debug
         loop = asyncio.get_running_loop() if timed else None
-        transport = shared.transport
+        transport = self._shared.transport
         try:
             while True:
                 # One attempt: the request hook (it may raise: not sent), the send within the
@@ -324,6 +305,37 @@ class Requester:
         if info is not None and observer is not None:
             observer.call_ended(info, None)
         return response
+
+    def _begin(
+        self,
+        request: Request,
+        idempotent: bool | None,
+        scope: str | None,
+        stats: CallStats | None,
+        operation: str | None,
+    ) -> _Call:
+        """The call's record, once the client is known open on this loop; its deadline armed
+        and its observer told (see :meth:`send` for the arguments)."""
+        shared = self._shared
+        if shared.closed or shared.loop is not asyncio.get_running_loop():
+            shared.check()  # raises, or binds the client to this loop (first call)
+        policy = self.retry
+        deadline_at = None
+        if policy.deadline is not None:
+            deadline_at = asyncio.get_running_loop().time() + policy.deadline
+        call = _Call(
+            request,
+            (request.method in IDEMPOTENT_METHODS) if idempotent is None else idempotent,
+            policy,
+            deadline_at,
+            scope or request.path,
+            CallStats() if stats is None else stats,
+        )
+        observer = self.observer
+        if observer is not None:
+            call.info = CallInfo(operation or f"alloy.{request.method} {request.path}", request)
+            observer.call_started(call.info)
+        return call
 
     def _attempted(
         self, call: _Call, request: Request, outcome: Response | AlloyError, debug: bool

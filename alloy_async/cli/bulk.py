@@ -20,7 +20,7 @@ from click.core import ParameterSource
 
 from ..client import AlloyClient
 from ..engine import BulkRun
-from ..models import ExecuteJob
+from ..models import BulkReport, ExecuteJob
 from ._bulk_dry import dry_run
 from ._bulk_input import BadLine, JobReader
 from ._bulk_options import (
@@ -291,6 +291,12 @@ async def _execute(
         finally:
             signals.ignore()  # the run is over; we are about to exit anyway
         report = run.report
+    return _verdict(opts, report, tally, signals)
+
+
+def _verdict(opts: BulkOptions, report: BulkReport, tally: Tally, signals: Signals) -> int:
+    """Say how the run ended, and the exit code: 0, 1 (a job failed, was unknown, bad or a
+    duplicate), or the stopping signal's."""
     say(report.summary())
     if report.quarantined:
         again = " with the same --checkpoint" if opts.checkpoint else ""

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from .._http import is_loopback
 from ..client import AlloyClient
-from ..models import ExecuteJob, JobOutcome
+from ..models import BulkReport, ExecuteJob, JobOutcome
 from ..sandbox import SandboxServer, fault_plan, parse_duration
 from ..testing.fake import FakeAlloy
 from ._common import cell, common, err_console, run_async
@@ -112,64 +112,93 @@ async def _demo(
     settings: DemoSettings, base_url: str | None, api_key: str | None, as_json: bool
 ) -> dict[str, Any]:
     say = err_console.print if not as_json else (lambda *a, **k: None)
-    n_users, n_jobs = settings.n_users, settings.n_jobs
+    tag = f"{os.getpid()}-{int(time.time())}"  # unique usernames on a reused sandbox
     async with _demo_server(settings, base_url, api_key) as (url, key):
         say(f"[bold]sandbox[/] on {url}")
         async with AlloyClient(key, base_url=url, max_connections=settings.concurrency) as alloy:
             t0 = time.perf_counter()
-            sem = asyncio.Semaphore(32)
-            tag = f"{os.getpid()}-{int(time.time())}"  # unique usernames on a reused sandbox
-
-            async def onboard(i: int) -> tuple[str, str]:
-                async with sem:
-                    user = await alloy.users.create(
-                        f"merchant_{i}-{tag}@example.com", full_name=f"Merchant {i}"
-                    )
-                    cred = await alloy.credentials.create(
-                        "sendgrid",
-                        user_id=user.user_id,
-                        authentication_type="apiKey",
-                        data={"apiKey": f"SG.demo-{i}"},
-                    )
-                    assert cred.credential_id is not None
-                    return user.user_id, cred.credential_id
-
-            users = await asyncio.gather(*(onboard(i) for i in range(n_users)))
-            say(f"created {n_users} users with credentials in {time.perf_counter() - t0:.2f} s")
-            heavy = int(n_jobs * settings.heavy_share) if n_users > 1 else 0
-
-            def jobs() -> Iterator[ExecuteJob]:
-                for n in range(n_jobs):
-                    if n < heavy or n_users == 1:
-                        uid, cred = users[0]
-                    else:
-                        uid, cred = users[1 + n % (n_users - 1)]
-                    yield ExecuteJob(
-                        connector_id="sendgrid",
-                        action_id="sendEmail",
-                        credential_id=cred,
-                        user_id=uid,
-                        key=f"job-{tag}-{n}",
-                        request_body={"to": f"customer{n}@example.com", "subject": f"{tag}/{n}"},
-                    )
-
+            users = await _onboard(alloy, settings.n_users, tag)
+            say(f"created {len(users)} users with credentials in {time.perf_counter() - t0:.2f} s")
             run = alloy.actions.execute_many(
-                jobs(), concurrency=settings.concurrency, per_user=settings.per_user
+                _jobs(settings, users, tag),
+                concurrency=settings.concurrency,
+                per_user=settings.per_user,
             )
-            outcomes = await _drain(run, n_jobs, show=not as_json)
-            report = run.report
+            outcomes = await _drain(run, settings.n_jobs, show=not as_json)
             stats = await alloy.request("GET", "/_sandbox/stats")
             executed = await alloy.request("GET", "/_sandbox/executions")
+    # Only this demo's executions: the sandbox may be one that other runs used.
     mine = [
         e["request_body"]["subject"]
         for e in executed
         if str(e["request_body"].get("subject", "")).startswith(f"{tag}/")
     ]
+    report = run.report
+    summary = _summary(settings, report, stats, mine, len(outcomes))
+    summary.update(_fairness(outcomes, users[0][0]))
+    if not as_json:
+        table = Table("metric", "value", "what it shows", title="execute_many against the sandbox")
+        for k, v in summary.items():
+            shown = cell([f"{a}={b}" for a, b in v.items()]) if isinstance(v, dict) else cell(v)
+            table.add_row(k, shown, _EXPLAINED.get(k, ""))
+        Console(stderr=True).print(table)
+        say(report.summary())
+    return summary
+
+
+async def _onboard(alloy: AlloyClient, n_users: int, tag: str) -> list[tuple[str, str]]:
+    """``n_users`` merchants, each with a SendGrid credential: ``(user id, credential id)``."""
+    sem = asyncio.Semaphore(32)
+
+    async def onboard(i: int) -> tuple[str, str]:
+        async with sem:
+            user = await alloy.users.create(
+                f"merchant_{i}-{tag}@example.com", full_name=f"Merchant {i}"
+            )
+            cred = await alloy.credentials.create(
+                "sendgrid",
+                user_id=user.user_id,
+                authentication_type="apiKey",
+                data={"apiKey": f"SG.demo-{i}"},
+            )
+            assert cred.credential_id is not None
+            return user.user_id, cred.credential_id
+
+    return list(await asyncio.gather(*(onboard(i) for i in range(n_users))))
+
+
+def _jobs(settings: DemoSettings, users: list[tuple[str, str]], tag: str) -> Iterator[ExecuteJob]:
+    """The demo's jobs, read lazily: the heavy user's share first, then the others in turn."""
+    n_users = len(users)
+    heavy = int(settings.n_jobs * settings.heavy_share) if n_users > 1 else 0
+    for n in range(settings.n_jobs):
+        if n < heavy or n_users == 1:
+            uid, cred = users[0]
+        else:
+            uid, cred = users[1 + n % (n_users - 1)]
+        yield ExecuteJob(
+            connector_id="sendgrid",
+            action_id="sendEmail",
+            credential_id=cred,
+            user_id=uid,
+            key=f"job-{tag}-{n}",
+            request_body={"to": f"customer{n}@example.com", "subject": f"{tag}/{n}"},
+        )
+
+
+def _summary(
+    settings: DemoSettings,
+    report: BulkReport,
+    stats: dict[str, Any],
+    executed: list[str],
+    outcomes: int,
+) -> dict[str, Any]:
+    """The run's figures: the client's report beside the server's own record (``stats``,
+    and the subjects of this demo's ``executed`` calls: a repeat is a job sent twice)."""
     elapsed = report.wall_time or 1e-9
-    fairness = _fairness(outcomes, users[0][0])
-    summary = {
-        "jobs": n_jobs,
-        "users": n_users,
+    return {
+        "jobs": settings.n_jobs,
+        "users": settings.n_users,
         "throughput_per_s": round(report.finished / elapsed, 1),
         "succeeded": report.succeeded,
         "failed": report.failed,
@@ -182,19 +211,10 @@ async def _demo(
         "peak_in_flight": stats["peak_in_flight"],
         "peak_in_flight_per_user": stats["peak_in_flight_per_user"],
         "faults_injected": stats["faults"],
-        "executed_on_server": len(mine),
-        "executed_twice": len(mine) - len(set(mine)),
-        "outcomes": len(outcomes),
-        **fairness,
+        "executed_on_server": len(executed),
+        "executed_twice": len(executed) - len(set(executed)),
+        "outcomes": outcomes,
     }
-    if not as_json:
-        table = Table("metric", "value", "what it shows", title="execute_many against the sandbox")
-        for k, v in summary.items():
-            shown = cell([f"{a}={b}" for a, b in v.items()]) if isinstance(v, dict) else cell(v)
-            table.add_row(k, shown, _EXPLAINED.get(k, ""))
-        Console(stderr=True).print(table)
-        say(report.summary())
-    return summary
 
 
 #: The table's third column: what the fairness figures mean.

@@ -101,6 +101,48 @@ def execute_many(
     check_burst(rate, burst)
     check_schedule(schedule)
     check_number("deadline", deadline, low=0, strict=True, optional=True)
+    coordinator = _coordinator(
+        coordinator,
+        concurrency=concurrency,
+        per_user=per_user,
+        per_connector=per_connector,
+        rate=rate,
+        burst=burst,
+        adaptive=adaptive,
+        checkpoint=checkpoint,
+    )
+    settings = Settings(
+        concurrency=concurrency,
+        ordered=ordered,
+        deadline=deadline,
+        stop_when=stop_when,
+        scope=scope or _connector_scope,
+        lookahead=lookahead or max(_MIN_LOOKAHEAD, 64 * concurrency),
+        max_requeues=max_requeues,
+        default_user=default_user,
+        on_skip=on_skip,
+        preflight=preflight,
+        on_credential_error=on_credential_error,
+        on_outcome=on_outcome,
+        schedule=schedule,
+        observer=next((o for o in members(observer) if isinstance(o, BulkObserver)), None),
+    )
+    return BulkRun(execute_one, jobs, settings, coordinator)
+
+
+def _coordinator(
+    coordinator: Coordinator | None,
+    *,
+    concurrency: int,
+    per_user: int | None,
+    per_connector: int | None,
+    rate: float | RateBudget | None,
+    burst: int | None,
+    adaptive: CoolDown | bool,
+    checkpoint: str | os.PathLike[str] | Journal | None,
+) -> Coordinator:
+    """The run's coordinator: built from the limits (none given), configured with them (one
+    with ``configure``), or taken as it is (then the limits belong to it and are refused)."""
     if coordinator is None:
         coordinator = InProcessCoordinator.build(
             concurrency=concurrency,
@@ -150,24 +192,7 @@ def execute_many(
                 f"{', '.join(clash)} belong(s) to the coordinator when one is given",
                 field=clash[0],
             )
-    settings = Settings(
-        concurrency=concurrency,
-        ordered=ordered,
-        deadline=deadline,
-        stop_when=stop_when,
-        scope=scope or _connector_scope,
-        lookahead=lookahead or max(_MIN_LOOKAHEAD, 64 * concurrency),
-        max_requeues=max_requeues,
-        default_user=default_user,
-        on_skip=on_skip,
-        preflight=preflight,
-        on_credential_error=on_credential_error,
-        on_outcome=on_outcome,
-        schedule=schedule,
-        observer=next((o for o in members(observer) if isinstance(o, BulkObserver)), None),
-    )
-    return BulkRun(execute_one, jobs, settings, coordinator)
-
+    return coordinator
 
 
 def _takes_burst(configure: Callable[..., Coordinator]) -> bool:

@@ -7,6 +7,8 @@ import re
 from collections.abc import Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
+import attrs
+
 from .._convert import structure_list
 from .._core import Requester
 from .._http import Timeout
@@ -46,46 +48,64 @@ def catalog(
     if user_id is not None:
         check_id("user_id", user_id)
     chosen = None if connectors is None else [check_id("connectors", c) for c in connectors]
-    hatches = _checked_extras(extra_headers, extra_query, None, timeout)
-    state: dict[str, list[str]] = {}
+    pages = _CatalogPages(
+        requester,
+        user_id,
+        concurrency,
+        _checked_extras(extra_headers, extra_query, None, timeout),
+        chosen,
+    )
+    return AsyncPaginator.cursor(
+        pages.fetch,
+        lambda body: body["items"],
+        next_cursor=lambda body: body["next"],
+        name="actions.catalog",
+    )
 
-    async def connector_ids() -> list[str]:
-        if chosen is not None:
-            return chosen
-        answer = await requester.request_json(
-            "GET", "/connectors", **hatches, operation="alloy.actions.catalog"
-        )
-        return [c.id for c in structure_list(answer, Connector, "connectors", "data")]
 
-    async def one(connector_id: str) -> list[CatalogAction]:
+@attrs.define
+class _CatalogPages:
+    """The catalog's pages: each one the actions of ``concurrency`` connectors, fetched
+    together. The cursor is the index of the page's first connector."""
+
+    requester: Requester
+    user_id: str | None
+    concurrency: int
+    #: The escape hatches (extra headers, query, timeout) of every call.
+    hatches: dict[str, Any]
+    #: The caller's connectors, or None: every connector, read as the first page is fetched.
+    chosen: list[str] | None
+    ids: list[str] = attrs.field(factory=list, init=False)
+
+    async def fetch(self, cursor: str | None) -> Any:
+        """One page: ``{"items": [...], "next": cursor or None}``."""
+        if cursor is None:
+            self.ids = self.chosen if self.chosen is not None else await self._all_connectors()
+        start = int(cursor or 0)
+        batch = self.ids[start : start + self.concurrency]
+        results = await _all_or_first_error([self._actions(c) for c in batch])
+        end = start + len(batch)
+        return {
+            "items": [item for chunk in results for item in chunk],
+            "next": str(end) if end < len(self.ids) else None,
+        }
+
+    async def _actions(self, connector_id: str) -> list[CatalogAction]:
+        """One connector's actions, and (with a user) whether that user has a credential."""
         path = {"connectorId": connector_id}
-        resources_call = requester.request_json(
-            "GET",
-            "/connectors/{connectorId}/resources",
-            path_params=path,
-            **hatches,
-            operation="alloy.actions.catalog",
-        )
-        if user_id is None:
+        resources_call = self._get("/connectors/{connectorId}/resources", path)
+        connected = None
+        if self.user_id is None:
             answer = await resources_call
-            connected = None
         else:
-            answer, creds = await _all_or_first_error(
-                [
-                    resources_call,
-                    requester.request_json(
-                        "GET",
-                        "/connectors/{connectorId}/credentials",
-                        operation="alloy.actions.catalog",
-                        path_params=path,
-                        query={"userId": user_id},
-                        user_id=user_id,
-                        **hatches,
-                    ),
-                ]
+            credentials_call = self._get(
+                "/connectors/{connectorId}/credentials",
+                path,
+                query={"userId": self.user_id},
+                user_id=self.user_id,
             )
+            answer, creds = await _all_or_first_error([resources_call, credentials_call])
             connected = bool(structure_list(creds, Credential, "credentials", "data"))
-        resources = structure_list(answer, Resource, "resources", "data")
         return [
             CatalogAction(
                 connector_id=connector_id,
@@ -96,28 +116,25 @@ def catalog(
                 resource=r.name,
                 is_connected=connected,
             )
-            for r in resources
+            for r in structure_list(answer, Resource, "resources", "data")
             for a in r.actions
         ]
 
-    async def fetch(cursor: str | None) -> Any:
-        if cursor is None:
-            state["ids"] = await connector_ids()
-        start = int(cursor or 0)
-        batch = state["ids"][start : start + concurrency]
-        results = await _all_or_first_error([one(c) for c in batch])
-        end = start + len(batch)
-        return {
-            "items": [item for chunk in results for item in chunk],
-            "next": str(end) if end < len(state["ids"]) else None,
-        }
+    async def _all_connectors(self) -> list[str]:
+        answer = await self._get("/connectors", None)
+        return [c.id for c in structure_list(answer, Connector, "connectors", "data")]
 
-    return AsyncPaginator.cursor(
-        fetch,
-        lambda body: body["items"],
-        next_cursor=lambda body: body["next"],
-        name="actions.catalog",
-    )
+    def _get(
+        self, template: str, path: Mapping[str, str] | None, **options: Any
+    ) -> Coroutine[Any, Any, Any]:
+        return self.requester.request_json(
+            "GET",
+            template,
+            path_params=path,
+            operation="alloy.actions.catalog",
+            **self.hatches,
+            **options,
+        )
 
 
 async def _all_or_first_error(calls: list[Coroutine[Any, Any, T]]) -> list[T]:

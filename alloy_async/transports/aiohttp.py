@@ -388,15 +388,9 @@ class AiohttpTransport:
         except AlloyError:
             raise
         except asyncio.CancelledError:
-            # Closing the client cancels calls still waiting for a pooled connection; report
-            # that as an SDK error unless this task itself is being cancelled.
-            task = asyncio.current_task()
-            if self._closed and not (task is not None and task.cancelling()):
-                raise APIConnectionError(
-                    "the client was closed while this call waited for a connection",
-                    method=request.method,
-                    path=request.path,
-                ) from None
+            closed = self._closed_under(request)
+            if closed is not None:
+                raise closed from None
             raise
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             error = _translate(exc, request, _raised_before_sending(exc), route)
@@ -405,6 +399,19 @@ class AiohttpTransport:
         # Raised out here, with no cause or context: aiohttp's error holds the CONNECT
         # request's headers, the proxy credentials among them.
         raise error
+
+    def _closed_under(self, request: Request) -> APIConnectionError | None:
+        """The error for a call cancelled because the client closed while it waited for a
+        pooled connection; None when this task itself is being cancelled (or the client is
+        open): the cancellation then goes on as it is."""
+        task = asyncio.current_task()
+        if not self._closed or (task is not None and task.cancelling()):
+            return None
+        return APIConnectionError(
+            "the client was closed while this call waited for a connection",
+            method=request.method,
+            path=request.path,
+        )
 
     async def _read(self, resp: aiohttp.ClientResponse, request: Request) -> bytes:
         """The body of an answer :meth:`send` could not read at once (too large, compressed,
