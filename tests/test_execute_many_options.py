@@ -224,3 +224,15 @@ async def test_a_coordinator_whose_configure_takes_no_burst_refuses_it_naming_it
         )
     assert [o.ok for o in outcomes] == [True]
     assert coordinator.given == [{"rate": 10.0}]
+
+
+@pytest.mark.parametrize("rate", [None, RateLimiter(10)], ids=["no-rate", "own-budget"])
+def test_building_a_coordinator_refuses_a_burst_it_would_drop(rate: RateLimiter | None) -> None:
+    """``InProcessCoordinator.build(burst=5)`` without a numeric rate: an error naming
+    ``burst``. Catches: the burst ignored by a coordinator built by hand (no limit, or the
+    budget's own burst, while the caller believes theirs holds)."""
+    with pytest.raises(InvalidRequestError) as info:
+        InProcessCoordinator.build(concurrency=2, rate=rate, burst=5)
+    assert info.value.field == "burst"
+    built = InProcessCoordinator.build(concurrency=2, rate=10, burst=5)
+    assert isinstance(built.rate, RateLimiter) and built.rate.burst == 5

@@ -24,6 +24,7 @@ from alloy_async import AlloyClient
 from alloy_async.distributed import RedisCoordinator
 from alloy_async.distributed._limits import RedisRate
 from alloy_async.distributed._redis import Shared
+from alloy_async.errors import InvalidRequestError
 from alloy_async.models import ExecuteJob
 from alloy_async.sandbox import SandboxServer
 from alloy_async.testing import FakeAlloy
@@ -170,6 +171,22 @@ async def test_a_workers_chunk_takes_the_burst_its_driver_sends(redis_server: Re
 
 
 # -- the same, step by step: no timing involved ------------------------------------------------
+
+
+async def test_configure_refuses_a_burst_without_a_rate(redis_server: RedisServer) -> None:
+    """``RedisCoordinator.configure(rate=None, burst=5)`` (called by hand): an error naming
+    ``burst``; with a rate the run's budget has it. Catches: the burst dropped because no
+    budget is built (the caller believes the namespace is limited)."""
+    async with RedisCoordinator(redis_server.url, namespace="burst") as coordinator:
+        with pytest.raises(InvalidRequestError) as info:
+            coordinator.configure(
+                concurrency=2, per_user=None, per_connector=None, rate=None, burst=5
+            )
+        assert info.value.field == "burst"
+        run = coordinator.configure(
+            concurrency=2, per_user=None, per_connector=None, rate=10.0, burst=5
+        )
+        assert run.rate is not None and run.rate.burst == 5
 
 
 async def test_leases_of_two_runs_on_one_coordinator_count_against_one_cap(

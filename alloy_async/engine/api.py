@@ -10,7 +10,14 @@ from .._checks import check_number
 from ..errors import InvalidRequestError
 from ..models.bulk import BulkReport, ExecuteJob, JobOutcome
 from ..observability.base import Observer, members
-from .coordinator import Configurable, CoolDown, Coordinator, InProcessCoordinator, RateBudget
+from .coordinator import (
+    Configurable,
+    CoolDown,
+    Coordinator,
+    InProcessCoordinator,
+    RateBudget,
+    check_burst,
+)
 from .journal import Journal
 from .quarantine import OnCredentialError
 from .run import BulkRun
@@ -29,21 +36,6 @@ def check_caps(concurrency: object, per_user: object, per_connector: object) -> 
     check_number("concurrency", concurrency, low=1, integer=True)
     check_number("per_user", per_user, low=1, integer=True, optional=True)
     check_number("per_connector", per_connector, low=1, integer=True, optional=True)
-
-
-def check_burst(rate: object, burst: object) -> None:
-    """Refuse a ``burst`` that is not an integer >= 1, or that goes with no numeric ``rate``
-    (none, or a rate budget of your own, which has its own burst), naming ``burst``."""
-    if burst is None:
-        return
-    check_number("burst", burst, low=1, integer=True)
-    if rate is None:
-        raise InvalidRequestError("burst needs rate= (calls per second)", field="burst")
-    if not isinstance(rate, (int, float)):
-        raise InvalidRequestError(
-            "burst goes with a numeric rate; a rate budget of your own sets its own burst",
-            field="burst",
-        )
 
 
 def check_schedule(schedule: object) -> None:
@@ -198,5 +190,8 @@ def _coordinator(
 def _takes_burst(configure: Callable[..., Coordinator]) -> bool:
     """Whether a coordinator's ``configure`` takes ``burst`` (one written before it existed
     does not)."""
-    parameters = inspect.signature(configure).parameters.values()
+    try:
+        parameters = inspect.signature(configure).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a builtin): refused, naming burst
+        return False
     return any(p.name == "burst" or p.kind is p.VAR_KEYWORD for p in parameters)

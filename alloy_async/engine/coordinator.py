@@ -19,6 +19,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import attrs
 
+from .._checks import check_number
+from ..errors import InvalidRequestError
 from ..limiters import AdaptiveLimiter, ConcurrencyLimiter, Key, RateLimiter
 from .journal import Journal, SqliteJournal
 
@@ -33,6 +35,7 @@ __all__ = [
     "SharedJournal",
     "SharedQuarantine",
     "Verdict",
+    "check_burst",
 ]
 
 #: What a shared journal says of a key another run has touched, one of three words.
@@ -165,6 +168,21 @@ class SharedQuarantine(Protocol):
         write to other processes may be queued); False when it already was."""
 
 
+def check_burst(rate: object, burst: object) -> None:
+    """Refuse a ``burst`` that is not an integer >= 1, or that goes with no numeric ``rate``
+    (none, or a rate budget of your own, which has its own burst), naming ``burst``."""
+    if burst is None:
+        return
+    check_number("burst", burst, low=1, integer=True)
+    if rate is None:
+        raise InvalidRequestError("burst needs rate= (calls per second)", field="burst")
+    if not isinstance(rate, (int, float)):
+        raise InvalidRequestError(
+            "burst goes with a numeric rate; a rate budget of your own sets its own burst",
+            field="burst",
+        )
+
+
 @runtime_checkable
 class Configurable(Protocol):
     """A coordinator that takes its limits from ``execute_many``'s own arguments.
@@ -243,7 +261,8 @@ class InProcessCoordinator:
         burst: int | None = None,
     ) -> InProcessCoordinator:
         """The limits ``execute_many`` documents, from its arguments (``burst`` goes with a
-        numeric ``rate``)."""
+        numeric ``rate``: refused, naming it, otherwise)."""
+        check_burst(rate, burst)
         caps = {"user": per_user, "connector": per_connector}
         slots = ConcurrencyLimiter(concurrency, per_key={k: v for k, v in caps.items() if v})
         budget = RateLimiter(rate, burst=burst) if isinstance(rate, (int, float)) else rate
