@@ -236,3 +236,21 @@ def test_building_a_coordinator_refuses_a_burst_it_would_drop(rate: RateLimiter 
     assert info.value.field == "burst"
     built = InProcessCoordinator.build(concurrency=2, rate=10, burst=5)
     assert isinstance(built.rate, RateLimiter) and built.rate.burst == 5
+
+
+@pytest.mark.parametrize(
+    "given",
+    [{"rate": "10"}, {"rate": "10", "burst": 3}, {"rate": object()}],
+    ids=["string", "string-with-burst", "object"],
+)
+async def test_a_rate_that_is_neither_a_number_nor_a_budget_is_refused_naming_it(
+    given: dict[str, Any],
+) -> None:
+    """Catches: ``rate="10"`` taken for a rate budget (it was accepted, and the run would fail
+    at its first permit), or, with ``burst``, the error naming ``burst`` for ``rate``'s fault."""
+    fake = FakeAlloy()
+    async with fake.client() as alloy:
+        with pytest.raises(InvalidRequestError) as info:
+            alloy.actions.execute_many(_jobs(fake, 1), **given)
+    assert info.value.field == "rate"
+    assert fake.executions == []

@@ -22,7 +22,7 @@ import attrs
 import orjson
 
 from .._checks import check_number
-from ..engine.coordinator import check_burst
+from ..engine.coordinator import check_rate
 from ..errors import CoordinatorError, InvalidRequestError
 from ..limiters import AdaptiveLimiter
 from ._journal import RedisJournal
@@ -189,7 +189,7 @@ class RedisCoordinator:
         should all pass the same numbers)."""
         if self._closed:
             raise CoordinatorError("the RedisCoordinator is closed")
-        check_burst(rate, burst)  # refused, naming it, without a rate: never dropped
+        check_rate(rate, burst)  # refused, naming it, without a rate: never dropped
         caps = {k: v for k, v in {"user": per_user, "connector": per_connector}.items() if v}
         slots = RedisSlots(
             self._shared,

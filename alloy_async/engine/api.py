@@ -16,7 +16,7 @@ from .coordinator import (
     Coordinator,
     InProcessCoordinator,
     RateBudget,
-    check_burst,
+    check_rate,
 )
 from .journal import Journal
 from .quarantine import OnCredentialError
@@ -25,7 +25,7 @@ from .scheduler import SCHEDULES, Schedule
 from .state import ExecuteOne, Jobs, Settings
 from .tracing import BulkObserver
 
-__all__ = ["check_burst", "check_caps", "check_schedule", "execute_many"]
+__all__ = ["check_rate", "check_caps", "check_schedule", "execute_many"]
 
 _MIN_LOOKAHEAD = 10_000
 
@@ -90,7 +90,7 @@ def execute_many(
             each job get a span.
     """
     check_caps(concurrency, per_user, per_connector)
-    check_burst(rate, burst)
+    check_rate(rate, burst)
     check_schedule(schedule)
     check_number("deadline", deadline, low=0, strict=True, optional=True)
     coordinator = _coordinator(

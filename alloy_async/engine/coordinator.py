@@ -35,7 +35,7 @@ __all__ = [
     "SharedJournal",
     "SharedQuarantine",
     "Verdict",
-    "check_burst",
+    "check_rate",
 ]
 
 #: What a shared journal says of a key another run has touched, one of three words.
@@ -168,9 +168,13 @@ class SharedQuarantine(Protocol):
         write to other processes may be queued); False when it already was."""
 
 
-def check_burst(rate: object, burst: object) -> None:
-    """Refuse a ``burst`` that is not an integer >= 1, or that goes with no numeric ``rate``
-    (none, or a rate budget of your own, which has its own burst), naming ``burst``."""
+def check_rate(rate: object, burst: object = None) -> None:
+    """Refuse a ``rate`` that is neither a number of calls per second above 0 nor a
+    :class:`RateBudget`, naming ``rate``; then a ``burst`` that is not an integer >= 1, or
+    that goes with no numeric ``rate`` (none, or a rate budget of your own, which has its own
+    burst), naming ``burst``."""
+    if rate is not None and not isinstance(rate, RateBudget):
+        check_number("rate", rate, low=0.0, strict=True)
     if burst is None:
         return
     check_number("burst", burst, low=1, integer=True)
@@ -262,7 +266,7 @@ class InProcessCoordinator:
     ) -> InProcessCoordinator:
         """The limits ``execute_many`` documents, from its arguments (``burst`` goes with a
         numeric ``rate``: refused, naming it, otherwise)."""
-        check_burst(rate, burst)
+        check_rate(rate, burst)
         caps = {"user": per_user, "connector": per_connector}
         slots = ConcurrencyLimiter(concurrency, per_key={k: v for k, v in caps.items() if v})
         budget = RateLimiter(rate, burst=burst) if isinstance(rate, (int, float)) else rate
