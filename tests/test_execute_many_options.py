@@ -254,3 +254,45 @@ async def test_a_rate_that_is_neither_a_number_nor_a_budget_is_refused_naming_it
             alloy.actions.execute_many(_jobs(fake, 1), **given)
     assert info.value.field == "rate"
     assert fake.executions == []
+
+
+#: An option of the wrong kind -> the field its error must name.
+_BAD_OPTIONS: dict[str, dict[str, Any]] = {
+    "lookahead 0": {"lookahead": 0},
+    "lookahead negative": {"lookahead": -5},
+    "lookahead text": {"lookahead": "x"},
+    "max_requeues negative": {"max_requeues": -1},
+    "max_requeues text": {"max_requeues": "3"},
+    "max_requeues bool": {"max_requeues": True},
+    "ordered text": {"ordered": "yes"},
+    "adaptive text": {"adaptive": "x"},
+    "coordinator int": {"coordinator": 5},
+    "checkpoint int": {"checkpoint": 5},
+    "default_user int": {"default_user": 5},
+    "default_user blank": {"default_user": "  "},
+    "stop_when": {"stop_when": 5},
+    "scope": {"scope": "connector"},
+    "on_skip": {"on_skip": 5},
+    "on_outcome": {"on_outcome": 5},
+    "on_credential_error": {"on_credential_error": 5},
+}
+
+
+@pytest.mark.parametrize("case", sorted(_BAD_OPTIONS))
+async def test_an_option_of_the_wrong_kind_is_refused_when_the_run_is_made(case: str) -> None:
+    """Every bad input gets a clear error naming the field, at the call: before, each of these
+    was accepted and failed at the first job or the first callback (a TypeError or an
+    AttributeError from inside the engine), or was never noticed (``lookahead=0`` read as the
+    default, ``max_requeues=-1`` as none). Nothing is sent."""
+    given = _BAD_OPTIONS[case]
+    (name,) = given
+    fake = FakeAlloy()
+    async with fake.client() as alloy:
+        with pytest.raises(InvalidRequestError) as info:
+            alloy.actions.execute_many(_jobs(fake, 1), **given)
+        assert info.value.field == name, info.value
+        assert name in str(info.value)
+        with pytest.raises(InvalidRequestError) as engine:  # the engine's own entry point too
+            execute_many(alloy.actions._execute_one(None, None), _jobs(fake, 1), **given)
+        assert engine.value.field == name
+    assert fake.executions == []

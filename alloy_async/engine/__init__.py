@@ -6,7 +6,7 @@ outcomes on through ``outcomes``; the limits and the write-ahead ``journal`` com
 """
 
 from .._core import CallStats
-from .api import check_caps, check_rate, execute_many
+from .api import check_caps, check_options, check_rate, execute_many
 from .coordinator import (
     CoolDown,
     Coordinator,
@@ -33,8 +33,9 @@ __all__ = [
     "Schedule",
     "SqliteJournal",
     "State",
-    "check_rate",
     "check_caps",
+    "check_options",
+    "check_rate",
     "execute_many",
     "read_journal",
 ]

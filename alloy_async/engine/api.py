@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from .._checks import check_number
 from ..errors import InvalidRequestError
@@ -25,7 +25,7 @@ from .scheduler import SCHEDULES, Schedule
 from .state import ExecuteOne, Jobs, Settings
 from .tracing import BulkObserver
 
-__all__ = ["check_rate", "check_caps", "check_schedule", "execute_many"]
+__all__ = ["check_caps", "check_options", "check_rate", "check_schedule", "execute_many"]
 
 _MIN_LOOKAHEAD = 10_000
 
@@ -36,6 +36,52 @@ def check_caps(concurrency: object, per_user: object, per_connector: object) -> 
     check_number("concurrency", concurrency, low=1, integer=True)
     check_number("per_user", per_user, low=1, integer=True, optional=True)
     check_number("per_connector", per_connector, low=1, integer=True, optional=True)
+
+
+def check_options(
+    *,
+    lookahead: object = None,
+    max_requeues: object = 0,
+    ordered: object = False,
+    adaptive: object = True,
+    coordinator: object = None,
+    checkpoint: object = None,
+    default_user: object = None,
+    callbacks: Mapping[str, object] | None = None,
+) -> None:
+    """Refuse an option of ``execute_many`` of the wrong kind when the run is made, naming it
+    (not at its first job, or never). ``callbacks``: option name -> what must be callable."""
+    check_number("lookahead", lookahead, low=1, integer=True, optional=True)
+    check_number("max_requeues", max_requeues, low=0, integer=True)
+    user_ok = isinstance(default_user, str) and bool(default_user.strip())
+    kinds: list[tuple[str, object, bool, str]] = [
+        ("ordered", ordered, isinstance(ordered, bool), "True or False"),
+        (
+            "adaptive",
+            adaptive,
+            isinstance(adaptive, (bool, CoolDown)),
+            "True, False or a cool-down (an AdaptiveLimiter)",
+        ),
+        (
+            "coordinator",
+            coordinator,
+            coordinator is None or isinstance(coordinator, (Coordinator, Configurable)),
+            "a coordinator (InProcessCoordinator, RedisCoordinator) or None",
+        ),
+        (
+            "checkpoint",
+            checkpoint,
+            checkpoint is None or isinstance(checkpoint, (str, os.PathLike, Journal)),
+            "a path, a journal or None",
+        ),
+        ("default_user", default_user, default_user is None or user_ok, "a user id or None"),
+        *((name, f, f is None or callable(f), "callable") for name, f in (callbacks or {}).items()),
+    ]
+    for name, value, ok, wanted in kinds:
+        if not ok:
+            raise InvalidRequestError(
+                f"{name} must be {wanted}, got {type(value).__name__}", field=name
+            )
 
 
 def check_schedule(schedule: object) -> None:
@@ -92,6 +138,23 @@ def execute_many(
     check_caps(concurrency, per_user, per_connector)
     check_rate(rate, burst)
     check_schedule(schedule)
+    check_options(
+        lookahead=lookahead,
+        max_requeues=max_requeues,
+        ordered=ordered,
+        adaptive=adaptive,
+        coordinator=coordinator,
+        checkpoint=checkpoint,
+        default_user=default_user,
+        callbacks={
+            "stop_when": stop_when,
+            "scope": scope,
+            "on_skip": on_skip,
+            "on_credential_error": on_credential_error,
+            "on_outcome": on_outcome,
+            "preflight": preflight,
+        },
+    )
     check_number("deadline", deadline, low=0, strict=True, optional=True)
     coordinator = _coordinator(
         coordinator,
