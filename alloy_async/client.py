@@ -144,6 +144,8 @@ class AlloyClient:
     ) -> None:
         configure_logging_from_env()
         key = api_key if api_key is not None else os.environ.get("ALLOY_API_KEY")
+        if key is not None and not isinstance(key, str):  # its value is never shown
+            raise ConfigurationError(f"api_key must be a string, got {type(key).__name__}")
         if not key or not key.strip():
             raise ConfigurationError(
                 "no API key: pass api_key=... or set the ALLOY_API_KEY environment variable"
@@ -151,12 +153,11 @@ class AlloyClient:
         if not header_value_ok(key):
             raise ConfigurationError("the API key may not contain CR, LF or NUL")
         url = normalize_base_url(base_url or os.environ.get("ALLOY_BASE_URL") or DEFAULT_BASE_URL)
-        if not api_version or not api_version.strip():
+        if not isinstance(api_version, str) or not api_version.strip():
             raise ConfigurationError("api_version must be a non-empty string")
+        _check_view_settings(user_id, default_headers, retry)
         check_header("x-api-version", api_version)
         timeout = check_timeout(timeout, ConfigurationError)
-        if user_id is not None and (not isinstance(user_id, str) or not user_id.strip()):
-            raise ConfigurationError("user_id must be a non-empty string or None")
         policy = retry if retry is not None else RetryPolicy(max_retries=max_retries)
         own_observer = telemetry if isinstance(telemetry, Observer) else None
         # Telemetry first: its spans then record every attempt, whatever a hook raises.
@@ -244,6 +245,7 @@ class AlloyClient:
             user_id: the default ``x-alloy-userid`` (None removes it).
             default_headers: headers merged over the current defaults.
         """
+        _check_view_settings(None if user_id is _UNSET else user_id, default_headers, retry)
         r = self._requester
         policy = retry if retry is not None else r.retry
         changes: dict[str, Any] = {}
@@ -353,3 +355,17 @@ class AlloyClient:
         state = "closed" if r.closed else "open"
         user = f" user_id={r.user_id!r}" if r.user_id else ""
         return f"<AlloyClient {kind}{state} base_url={r.base_url!r} api_key=***{user}>"
+
+
+def _check_view_settings(user_id: object, default_headers: object, retry: object) -> None:
+    """Refuse a ``user_id``, ``default_headers`` or ``retry`` of the wrong kind (the client's
+    and a view's), naming it: never an AttributeError or TypeError from inside."""
+    if user_id is not None and (not isinstance(user_id, str) or not user_id.strip()):
+        raise ConfigurationError("user_id must be a non-empty string or None")
+    if default_headers is not None and not isinstance(default_headers, Mapping):
+        raise ConfigurationError(
+            "default_headers must be a mapping of header names to values, got "
+            f"{type(default_headers).__name__}"
+        )
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise ConfigurationError(f"retry must be a RetryPolicy, got {type(retry).__name__}")

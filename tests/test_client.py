@@ -58,6 +58,32 @@ def test_bad_settings_are_refused() -> None:
         AlloyClient("k\r\nx")
 
 
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ({"api_key": 918273645}, "api_key"),
+        ({"api_key": b"sk_bytes_918273645"}, "api_key"),
+        ({"api_version": 2025}, "api_version"),
+        ({"default_headers": 5}, "default_headers"),
+        ({"default_headers": [("x-a", "b")]}, "default_headers"),
+        ({"retry": 5}, "retry"),
+        ({"user_id": 5}, "user_id"),
+    ],
+    ids=["key-int", "key-bytes", "version-int", "headers-int", "headers-list", "retry", "user"],
+)
+def test_settings_of_the_wrong_type_are_refused_naming_them(
+    given: dict[str, object], named: str
+) -> None:
+    """A setting of the wrong type is a ConfigurationError naming it, never an AttributeError
+    or TypeError from inside (``api_key=5`` failed on ``.strip()``, ``default_headers=5`` on
+    ``dict()``); the key's value is not in the message."""
+    kwargs = {"api_key": "k", **given}
+    with pytest.raises(ConfigurationError) as info:
+        AlloyClient(**kwargs)  # type: ignore[arg-type]
+    assert named in str(info.value)
+    assert "918273645" not in str(info.value)
+
+
 def test_repr_never_shows_the_key() -> None:
     """repr(client) hides the key."""
     key = "sk_live_supersecret_value_123456"
@@ -138,3 +164,25 @@ async def test_fake_transport_records_and_refuses_after_close() -> None:
     alloy = AlloyClient("k", transport=transport)
     with pytest.raises(ConfigurationError):
         await alloy.request("GET", "/x")
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ({"user_id": 5}, "user_id"),
+        ({"user_id": " "}, "user_id"),
+        ({"default_headers": 5}, "default_headers"),
+        ({"retry": 5}, "retry"),
+    ],
+    ids=["user-int", "user-blank", "headers-int", "retry-int"],
+)
+def test_a_views_settings_of_the_wrong_type_are_refused_naming_them(
+    given: dict[str, object], named: str
+) -> None:
+    """``with_options`` refuses what the constructor refuses, naming it. Catches: ``user_id=5``
+    accepted (every call of the view then sent a bad header), ``retry=5`` accepted (the first
+    call failed inside the retry loop), ``default_headers=5`` as a TypeError."""
+    alloy = AlloyClient("k")
+    with pytest.raises(ConfigurationError) as info:
+        alloy.with_options(**given)  # type: ignore[arg-type]
+    assert named in str(info.value)
