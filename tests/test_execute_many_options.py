@@ -156,9 +156,8 @@ async def test_a_burst_that_would_not_apply_is_refused_naming_it(given: dict[str
 
 class _Configurable:
     """A coordinator that builds its run from ``execute_many``'s limits, as RedisCoordinator
-    does (in process here: what it is given is what is checked)."""
-
-    cooldown = None  # what the service wires before ``configure`` (RedisCoordinator's is shared)
+    does (in process here: what it is given is what is checked). It has no ``cooldown`` of its
+    own (only the runs it configures do): the service must not need one."""
 
     def __init__(self, *, takes_burst: bool) -> None:
         self.given: list[dict[str, Any]] = []

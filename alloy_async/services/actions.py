@@ -484,7 +484,8 @@ class Actions(Service):
         else:
             wire = True  # a coordinator's cool-down hears every 429/503 the pipeline sees
         return execute_many(
-            self._execute_one(coordinator.cooldown if wire else None, timeout),
+            # A coordinator that only configures runs (no cool-down of its own) wires none.
+            self._execute_one(getattr(coordinator, "cooldown", None) if wire else None, timeout),
             jobs,
             concurrency=concurrency,
             ordered=ordered,
