@@ -219,7 +219,6 @@ def _coordinator(
                 "rate must be a number with this coordinator (it holds the shared budget)",
                 field="rate",
             )
-        check_number("rate", rate, low=0.0, strict=True, optional=True)
         if burst is not None and not _takes_burst(coordinator.configure):
             raise InvalidRequestError(
                 f"burst: {type(coordinator).__name__}.configure() takes no burst (its rate "

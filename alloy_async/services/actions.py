@@ -442,17 +442,10 @@ class Actions(Service):
                 or a :class:`~alloy_async.Timeout`; also each schema fetch of ``validate``.
                 None: the client's. (The run's own limit is ``deadline``.)
         """
-        from ..engine import (
-            InProcessCoordinator,
-            check_caps,
-            check_options,
-            check_rate,
-            execute_many,
-        )
+        from ..engine import InProcessCoordinator, check_caps, check_options, execute_many
 
         timeout = check_timeout(timeout)  # refused now, naming it: not once per job
         check_caps(concurrency, per_user, per_connector)
-        check_rate(rate, burst)
         # What is used below before the engine checks the rest (a coordinator's cool-down,
         # the default coordinator's journal and adaptive limit).
         check_options(adaptive=adaptive, coordinator=coordinator, checkpoint=checkpoint)
